@@ -1,0 +1,1 @@
+"""pypbx.media."""

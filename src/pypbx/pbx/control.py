@@ -1,0 +1,73 @@
+"""What the HTTP API (and later OzML) may ask of the PBX: the seam between `api/` and `pbx/`.
+
+`api/` parses parameters, checks authentication and renders XML; every operation on calls
+and extensions is a method of an object implementing `PbxControl`, so the same operation
+serves HTTP commands and OzML verbs alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from pypbx.pbx.states import CallState
+
+
+class CallNotFoundError(LookupError):
+    """No active call has this id (API code 601)."""
+
+
+class InappropriateStateError(RuntimeError):
+    """The call exists but its state does not allow the operation (API code 303)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveCallInfo:
+    """A snapshot of one active call, in the terms ListActiveCalls reports."""
+
+    call_id: str
+    state: CallState
+    source: str  # caller's number
+    caller_id: str  # caller display name if known, else the caller number
+    destination: str  # callee's number
+    caller_dialed: str  # number the caller dialled
+    callee_dialed: str  # number dialled towards the callee leg
+    start_time: datetime  # timezone-aware
+    ring_duration: float  # seconds from start to answer (or now while ringing)
+    talk_duration: float  # seconds since answer (0 while ringing)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationInfo:
+    """Where an extension is registered from, for ListExtensions/GetConfig."""
+
+    extension_id: str
+    contact: str
+    source: str  # "ip:port (Udp)" as GetConfig's LastIPAddress shows it
+    user_agent: str
+    expires_at: datetime
+
+
+class PbxControl(Protocol):
+    """Operations the API layer may invoke on the running PBX."""
+
+    def active_calls(self) -> list[ActiveCallInfo]:
+        """Active (non-final) calls ordered by start time."""
+        ...
+
+    async def hangup(self, call_id: str) -> None:
+        """End the call (Cancelled if ringing, else Completed).
+
+        Raises CallNotFoundError or InappropriateStateError.
+        """
+        ...
+
+    def is_registered(self, extension_id: str) -> bool:
+        """True when the extension has at least one live registration."""
+        ...
+
+    async def extension_changed(self, extension_id: str) -> None:
+        """An extension was modified or removed: drop its bindings if credentials changed,
+        it was disabled, or it is gone (active calls keep running)."""
+        ...
