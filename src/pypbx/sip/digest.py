@@ -1,0 +1,521 @@
+"""HTTP Digest authentication (RFC 7616, RFC 2617, RFC 3261 §22) for SIP, server and client side.
+
+Sans-I/O: header values in and out as plain strings, time passed in as ``now`` (wall-clock
+seconds, so that nonces survive a restart). Nonces are self-validating (issue time plus an HMAC),
+so the only server state is the nonce-count memory that stops replays, and that is bounded.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import struct
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, Literal
+from urllib.parse import quote, unquote
+
+logger = logging.getLogger(__name__)
+
+MAX_HEADER_LENGTH: Final = 8192
+MAX_PARAMS: Final = 32
+
+_HASHES: Final[Mapping[str, Callable[[bytes], str]]] = MappingProxyType(
+    {
+        "MD5": lambda data: hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        "SHA-256": lambda data: hashlib.sha256(data).hexdigest(),
+    }
+)
+_TOKEN_CHARS: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_NC_RE: Final = re.compile(r"[0-9A-Fa-f]{8}")
+_NONCE_RE: Final = re.compile(r"[A-Za-z0-9_-]{43}")
+_NONCE_LABEL: Final = b"pypbx-digest-nonce\0"
+_REQUIRED: Final = ("username", "realm", "nonce", "uri", "response")
+
+
+class DigestError(ValueError):
+    """An Authorization/Authenticate header that cannot be used; the message says why."""
+
+
+@dataclass
+class DigestCredentials:
+    """The parameters of an ``Authorization``/``Proxy-Authorization`` header."""
+
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str = "MD5"
+    cnonce: str | None = None
+    nc: str | None = None
+    qop: str | None = None
+    opaque: str | None = None
+    userhash: bool = False
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def parse_credentials(value: str) -> DigestCredentials:
+    params = _parse_digest_header(value)
+    if "username*" in params:
+        if "username" in params:
+            raise DigestError("Both username and username* present")
+        params["username"] = _decode_ext_value(params.pop("username*"))
+    for name in _REQUIRED:
+        if name not in params:
+            raise DigestError(f"Missing required parameter {name!r}")
+    qop = params.get("qop")
+    nc = params.get("nc")
+    if qop is not None:
+        for name in ("cnonce", "nc"):
+            if name not in params:
+                raise DigestError(f"Missing required parameter {name!r} for qop={qop}")
+    if nc is not None and not _NC_RE.fullmatch(nc):
+        raise DigestError(f"Invalid nc value {nc[:20]!r}")
+    userhash = params.get("userhash", "false").lower()
+    if userhash not in ("true", "false"):
+        raise DigestError(f"Invalid userhash value {userhash[:20]!r}")
+    return DigestCredentials(
+        username=params["username"],
+        realm=params["realm"],
+        nonce=params["nonce"],
+        uri=params["uri"],
+        response=params["response"],
+        algorithm=_canonical_algorithm(params.get("algorithm", "MD5")),
+        cnonce=params.get("cnonce"),
+        nc=nc,
+        qop=qop,
+        opaque=params.get("opaque"),
+        userhash=userhash == "true",
+    )
+
+
+def parse_challenge(value: str) -> dict[str, str]:
+    """Parameters of one ``WWW-Authenticate``/``Proxy-Authenticate`` Digest challenge.
+
+    Names are lower-cased; values are unquoted.
+    """
+    params = _parse_digest_header(value)
+    for name in ("realm", "nonce"):
+        if name not in params:
+            raise DigestError(f"Missing required parameter {name!r}")
+    return params
+
+
+def _parse_digest_header(value: str) -> dict[str, str]:
+    if len(value) > MAX_HEADER_LENGTH:
+        raise DigestError(f"Header value too long ({len(value)} characters)")
+    text = value.strip()
+    end = 0
+    while end < len(text) and text[end] in _TOKEN_CHARS:
+        end += 1
+    scheme = text[:end]
+    if not scheme:
+        raise DigestError("Missing authentication scheme")
+    if scheme.lower() != "digest":
+        raise DigestError(f"Unsupported authentication scheme {scheme[:20]!r}")
+    if end < len(text) and text[end] not in " \t":
+        raise DigestError("Malformed authentication scheme")
+    return _parse_params(text, end)
+
+
+def _parse_params(text: str, pos: int) -> dict[str, str]:
+    """auth-param list: ``name=token`` or ``name="quoted \\"string\\""``, comma separated."""
+    params: dict[str, str] = {}
+    length = len(text)
+    while True:
+        while pos < length and text[pos] in " \t,":
+            pos += 1
+        if pos >= length:
+            return params
+        start = pos
+        while pos < length and text[pos] in _TOKEN_CHARS:
+            pos += 1
+        name = text[start:pos].lower()
+        if not name:
+            raise DigestError(f"Malformed parameter at position {start}")
+        pos = _skip_space(text, pos)
+        if pos >= length or text[pos] != "=":
+            raise DigestError(f"Expected '=' after parameter {name[:20]!r}")
+        pos = _skip_space(text, pos + 1)
+        if pos < length and text[pos] == '"':
+            param, pos = _read_quoted(text, pos + 1)
+        else:
+            start = pos
+            # Tolerate unquoted values that are not strict tokens (e.g. uri=sip:a@b).
+            while pos < length and text[pos] not in ' \t,"':
+                pos += 1
+            param = text[start:pos]
+            if not param:
+                raise DigestError(f"Missing value for parameter {name[:20]!r}")
+        pos = _skip_space(text, pos)
+        if pos < length and text[pos] != ",":
+            raise DigestError(f"Expected ',' after parameter {name[:20]!r}")
+        if name in params:
+            raise DigestError(f"Duplicate parameter {name[:20]!r}")
+        if len(params) >= MAX_PARAMS:
+            raise DigestError(f"Too many parameters (limit {MAX_PARAMS})")
+        params[name] = param
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    return pos
+
+
+def _read_quoted(text: str, pos: int) -> tuple[str, int]:
+    chars: list[str] = []
+    while pos < len(text):
+        ch = text[pos]
+        if ch == "\\" and pos + 1 < len(text):
+            chars.append(text[pos + 1])
+            pos += 2
+        elif ch == '"':
+            return "".join(chars), pos + 1
+        else:
+            chars.append(ch)
+            pos += 1
+    raise DigestError("Unterminated quoted string")
+
+
+def _decode_ext_value(value: str) -> str:
+    """RFC 8187 ``UTF-8''percent-encoded``, how RFC 7616 carries non-ASCII user names."""
+    charset, sep, rest = value.partition("'")
+    _language, sep2, encoded = rest.partition("'")
+    if not (sep and sep2) or charset.lower() != "utf-8":
+        raise DigestError("Malformed username* value")
+    try:
+        return unquote(encoded, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise DigestError("Malformed username* value") from None
+
+
+def _quote(value: str) -> str:
+    if any(ch in value for ch in "\r\n\0"):
+        raise DigestError("Invalid character in parameter value")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --- computation -----------------------------------------------------------------------------
+
+
+def _canonical_algorithm(algorithm: str) -> str:
+    """Spell known algorithms the RFC way; unknown ones pass through to be rejected later."""
+    upper = algorithm.upper()
+    base = upper.removesuffix("-SESS")
+    if base in _HASHES:
+        return base + ("-sess" if upper != base else "")
+    return algorithm
+
+
+def _hash_for(algorithm: str) -> tuple[Callable[[bytes], str], bool]:
+    upper = algorithm.upper()
+    base = upper.removesuffix("-SESS")
+    hash_fn = _HASHES.get(base)
+    if hash_fn is None:
+        raise DigestError(f"Unsupported algorithm {algorithm[:20]!r}")
+    return hash_fn, upper != base
+
+
+def compute_ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
+    """H(username:realm:password): what a server should store instead of the password.
+
+    ``-sess`` variants share this value; the session key is derived in compute_response.
+    """
+    hash_fn, _ = _hash_for(algorithm)
+    return hash_fn(f"{username}:{realm}:{password}".encode())
+
+
+def compute_response(
+    *,
+    ha1: str,
+    method: str,
+    uri: str,
+    nonce: str,
+    algorithm: str = "MD5",
+    qop: str | None = None,
+    nc: str | None = None,
+    cnonce: str | None = None,
+    body: bytes = b"",
+) -> str:
+    """The request-digest; ``qop=None`` gives the RFC 2069 form old clients still send."""
+    hash_fn, session = _hash_for(algorithm)
+    if session:
+        if cnonce is None:
+            raise DigestError("cnonce is required for -sess algorithms")
+        ha1 = hash_fn(f"{ha1}:{nonce}:{cnonce}".encode())
+    if qop is None:
+        ha2 = hash_fn(f"{method}:{uri}".encode())
+        return hash_fn(f"{ha1}:{nonce}:{ha2}".encode())
+    qop = qop.lower()
+    if qop == "auth":
+        ha2 = hash_fn(f"{method}:{uri}".encode())
+    elif qop == "auth-int":
+        ha2 = hash_fn(f"{method}:{uri}:{hash_fn(body)}".encode())
+    else:
+        raise DigestError(f"Unsupported qop {qop[:20]!r}")
+    if nc is None or cnonce is None:
+        raise DigestError("nc and cnonce are required with qop")
+    return hash_fn(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}".encode())
+
+
+# --- server side -----------------------------------------------------------------------------
+
+
+NonceState = Literal["ok", "stale", "invalid"]
+
+
+class NonceManager:
+    """Issues and checks nonces of the form base64url(issued_ms | salt | HMAC).
+
+    Any server holding the secret can validate a nonce, so restarts and (later) several
+    workers need no shared state; only nonce counts are remembered, in a bounded LRU. When a
+    nonce falls out of that LRU its issue time becomes a watermark: older untracked nonces are
+    answered 'stale' rather than trusted afresh, so eviction cannot reopen a replay window.
+    """
+
+    def __init__(self, secret: bytes, lifetime: float = 300.0, max_tracked: int = 100_000) -> None:
+        if len(secret) < 16:
+            raise ValueError("nonce secret must be at least 16 bytes")
+        if lifetime <= 0 or max_tracked < 1:
+            raise ValueError("lifetime and max_tracked must be positive")
+        self._secret = secret
+        self.lifetime = lifetime
+        self._max_tracked = max_tracked
+        self._counts: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._watermark_ms = -1
+
+    def issue(self, now: float) -> str:
+        stamp = struct.pack(">Q", max(0, int(now * 1000)))
+        body = stamp + secrets.token_bytes(8)
+        raw = body + self._mac(body)
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    def validate(self, nonce: str, now: float) -> NonceState:
+        """Signature and age only; records nothing, so it is safe before the response is known."""
+        issued_ms = self._issued_ms(nonce)
+        if issued_ms is None:
+            return "invalid"
+        age = now - issued_ms / 1000
+        # A correctly signed nonce from the future means our clock stepped back: not an attack.
+        return "ok" if -1.0 <= age <= self.lifetime else "stale"
+
+    def check(
+        self, nonce: str, nc: str | None, now: float
+    ) -> Literal["ok", "stale", "invalid", "replay"]:
+        """Validate and, for ``nc`` (8 hex digits), require it to exceed the last one seen."""
+        state = self.validate(nonce, now)
+        if state != "ok" or nc is None:
+            return state
+        if not _NC_RE.fullmatch(nc):
+            return "invalid"
+        count = int(nc, 16)
+        tracked = self._counts.get(nonce)
+        if tracked is None:
+            issued_ms = self._issued_ms(nonce)
+            assert issued_ms is not None  # validate() succeeded
+            if issued_ms <= self._watermark_ms:
+                return "stale"
+            tracked = (0, issued_ms)
+        else:
+            self._counts.move_to_end(nonce)
+        last, issued_ms = tracked
+        if count <= last:
+            return "replay"
+        self._counts[nonce] = (count, issued_ms)
+        if len(self._counts) > self._max_tracked:
+            _, (_, evicted_ms) = self._counts.popitem(last=False)
+            self._watermark_ms = max(self._watermark_ms, evicted_ms)
+        return "ok"
+
+    def _mac(self, body: bytes) -> bytes:
+        return hmac.new(self._secret, _NONCE_LABEL + body, hashlib.sha256).digest()[:16]
+
+    def _issued_ms(self, nonce: str) -> int | None:
+        if not _NONCE_RE.fullmatch(nonce):
+            return None
+        raw = base64.urlsafe_b64decode(nonce + "=")
+        # 43 characters carry 258 bits; insist on the one canonical spelling of the 256.
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != nonce:
+            return None
+        body, mac = raw[:16], raw[16:]
+        if not hmac.compare_digest(mac, self._mac(body)):
+            return None
+        issued_ms: int = struct.unpack(">Q", body[:8])[0]
+        return issued_ms
+
+
+class DigestVerifier:
+    """Checks credentials against a stored HA1, challenging with every configured algorithm.
+
+    ``ha1`` passed to :meth:`verify` must be the one for ``creds.algorithm`` without ``-sess``
+    (MD5 and SHA-256 HA1 differ, so a store keeps one per algorithm).
+    """
+
+    def __init__(
+        self,
+        realm: str,
+        nonces: NonceManager,
+        algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
+        *,
+        allow_rfc2069: bool = False,
+    ) -> None:
+        if not algorithms:
+            raise ValueError("at least one algorithm is required")
+        for algorithm in algorithms:
+            _hash_for(algorithm)
+        self.realm = realm
+        self.nonces = nonces
+        self.algorithms = tuple(_canonical_algorithm(a) for a in algorithms)
+        # Without qop there is no nc, so a captured request replays until the nonce expires.
+        self.allow_rfc2069 = allow_rfc2069
+        self.opaque = hashlib.sha256(b"pypbx-opaque\0" + realm.encode()).hexdigest()[:32]
+        # Unknown users are checked against a random HA1 so they cost the same as a bad password.
+        filler = secrets.token_hex(16)
+        self._dummy_ha1 = {a: compute_ha1(filler, realm, filler, a) for a in self.algorithms}
+
+    def challenges(self, now: float, *, stale: bool = False) -> list[str]:
+        nonce = self.nonces.issue(now)
+        suffix = ", stale=true" if stale else ""
+        return [
+            f"Digest realm={_quote(self.realm)}, nonce={_quote(nonce)}, "
+            f'opaque={_quote(self.opaque)}, algorithm={algorithm}, qop="auth"{suffix}'
+            for algorithm in self.algorithms
+        ]
+
+    def verify(
+        self,
+        creds: DigestCredentials,
+        method: str,
+        ha1: str | None,
+        now: float,
+        *,
+        body: bytes = b"",
+    ) -> Literal["ok", "stale", "failed"]:
+        """'stale' means the password was right but the nonce is old: re-challenge, don't count.
+
+        Checks that do not depend on the user (realm, algorithm, qop, nonce signature) may
+        return early; from there on a known and an unknown user take the same path.
+        """
+        algorithm = _canonical_algorithm(creds.algorithm)
+        if creds.realm != self.realm or algorithm not in self.algorithms:
+            return "failed"
+        qop = creds.qop.lower() if creds.qop is not None else None
+        if qop is None and not self.allow_rfc2069:
+            return "failed"
+        if qop is not None and (qop not in ("auth", "auth-int") or creds.nc is None):
+            return "failed"
+        if creds.opaque is not None and creds.opaque != self.opaque:
+            return "failed"
+        nonce_state = self.nonces.validate(creds.nonce, now)
+        if nonce_state == "invalid":
+            return "failed"
+        try:
+            expected = compute_response(
+                ha1=ha1 if ha1 is not None else self._dummy_ha1[algorithm],
+                method=method,
+                uri=creds.uri,
+                nonce=creds.nonce,
+                algorithm=algorithm,
+                qop=qop,
+                nc=creds.nc,
+                cnonce=creds.cnonce,
+                body=body,
+            )
+        except DigestError:
+            return "failed"
+        given = creds.response.lower().encode("utf-8", "replace")
+        matched = hmac.compare_digest(expected.encode("ascii"), given)
+        if not matched or ha1 is None:
+            return "failed"
+        if nonce_state == "stale":
+            return "stale"
+        # Counted only now, so forged requests cannot burn a legitimate client's nonce counts.
+        # A replayed count gets a fresh nonce rather than a failure: a replayer gains nothing
+        # from it, and clients that wrongly reuse nc recover instead of looking locked out.
+        if self.nonces.check(creds.nonce, creds.nc, now) != "ok":
+            return "stale"
+        return "ok"
+
+
+# --- client side -----------------------------------------------------------------------------
+
+
+def build_authorization(
+    challenge: str,
+    *,
+    username: str,
+    password: str,
+    method: str,
+    uri: str,
+    nc: int = 1,
+    cnonce: str | None = None,
+    body: bytes = b"",
+) -> str:
+    """An Authorization/Proxy-Authorization value answering one Digest challenge."""
+    params = parse_challenge(challenge)
+    realm, nonce = params["realm"], params["nonce"]
+    algorithm = _canonical_algorithm(params.get("algorithm", "MD5"))
+    _hash_for(algorithm)
+    offered = [q.strip().lower() for q in params["qop"].split(",")] if "qop" in params else None
+    qop: str | None = None
+    if offered is not None:
+        if "auth" in offered:
+            qop = "auth"
+        elif "auth-int" in offered:
+            qop = "auth-int"
+        else:
+            raise DigestError(f"No supported qop in {params['qop'][:40]!r}")
+    if not 0 < nc <= 0xFFFFFFFF:
+        raise DigestError(f"Invalid nonce count {nc}")
+    nc_text = f"{nc:08x}"
+    if cnonce is None and (qop is not None or algorithm.endswith("-sess")):
+        cnonce = secrets.token_hex(16)
+    ha1 = compute_ha1(username, realm, password, algorithm)
+    response = compute_response(
+        ha1=ha1,
+        method=method,
+        uri=uri,
+        nonce=nonce,
+        algorithm=algorithm,
+        qop=qop,
+        nc=nc_text if qop is not None else None,
+        cnonce=cnonce,
+        body=body,
+    )
+    userhash = params.get("userhash", "").lower() == "true"
+    if userhash:
+        hash_fn, _ = _hash_for(algorithm)
+        user_param = f"username={_quote(hash_fn(f'{username}:{realm}'.encode()))}"
+    elif username.isascii():
+        user_param = f"username={_quote(username)}"
+    else:
+        user_param = f"username*=UTF-8''{quote(username, safe='')}"
+    parts = [
+        user_param,
+        f"realm={_quote(realm)}",
+        f"nonce={_quote(nonce)}",
+        f"uri={_quote(uri)}",
+        f"response={_quote(response)}",
+        f"algorithm={algorithm}",
+    ]
+    if cnonce is not None:
+        parts.append(f"cnonce={_quote(cnonce)}")
+    if qop is not None:
+        parts.extend([f"qop={qop}", f"nc={nc_text}"])
+    if "opaque" in params:
+        parts.append(f"opaque={_quote(params['opaque'])}")
+    if userhash:
+        parts.append("userhash=true")
+    return "Digest " + ", ".join(parts)
