@@ -1,0 +1,21 @@
+"""The command catalogue of spec 1.3 plus the O10 names of section 10, one module per family."""
+
+from __future__ import annotations
+
+from pypbx.api.commands import apiext, calls, config, extensions, history, media, o10_extra
+from pypbx.api.registry import CommandRegistry
+
+
+def default_registry() -> CommandRegistry:
+    """Every documented command name; those without a handler answer 301."""
+    return CommandRegistry(
+        (
+            *apiext.COMMANDS,
+            *calls.COMMANDS,
+            *media.COMMANDS,
+            *history.COMMANDS,
+            *config.COMMANDS,
+            *extensions.COMMANDS,
+            *o10_extra.COMMANDS,
+        )
+    )

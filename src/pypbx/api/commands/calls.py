@@ -1,0 +1,110 @@
+"""Third-party call control commands (spec 8.2-8.7, 8.12): act on any call by its id."""
+
+from __future__ import annotations
+
+from pypbx.api import validators as v
+from pypbx.api.context import CommandContext, Dialect
+from pypbx.api.registry import Command, Param
+from pypbx.api.status import ApiError, Status
+from pypbx.api.timefmt import o10_seconds, plain_timestamp, xe_seconds, xe_timestamp
+from pypbx.api.xmlout import Node, container, leaf
+from pypbx.pbx.control import ActiveCallInfo, CallNotFoundError, InappropriateStateError
+
+CALL_ID = Param("CallId", mandatory=True, validator=v.call_id)
+
+
+def _xe_call(call: ActiveCallInfo, ctx: CommandContext) -> Node:
+    return container(
+        "CallInfo",
+        [
+            leaf("CallState", call.state.value),
+            leaf("CallId", call.call_id),
+            leaf("Source", call.source),
+            leaf("CallerId", call.caller_id),
+            leaf("Destination", call.destination),
+            leaf("StartTime", xe_timestamp(call.start_time, ctx.settings.timezone)),
+            leaf("RingDuration", xe_seconds(call.ring_duration)),
+            leaf("TalkDuration", xe_seconds(call.talk_duration)),
+        ],
+    )
+
+
+def _o10_call(call: ActiveCallInfo, ctx: CommandContext) -> Node:
+    return container(
+        "Call",
+        [
+            leaf("CallId", call.call_id),
+            leaf("Source", call.source),
+            leaf("CallerId", call.caller_id),
+            leaf("Destination", call.destination),
+            leaf("CallerDialed", call.caller_dialed),
+            leaf("CalleeDialed", call.callee_dialed),
+            leaf("StartTime", plain_timestamp(call.start_time, ctx.settings.timezone)),
+            leaf("RingDuration", o10_seconds(call.ring_duration)),
+            leaf("TalkDuration", o10_seconds(call.talk_duration)),
+            leaf("CallState", call.state.value),
+        ],
+    )
+
+
+async def list_active_calls(ctx: CommandContext) -> list[Node]:
+    render = _xe_call if ctx.dialect is Dialect.XE else _o10_call
+    calls = sorted(
+        (call for call in ctx.pbx.active_calls() if not call.state.is_final),
+        key=lambda call: call.start_time,
+    )
+    return [container("ActiveCalls", (render(call, ctx) for call in calls))]
+
+
+async def hangup(ctx: CommandContext) -> list[Node]:
+    call_id = ctx.require("CallId", str)
+    try:
+        await ctx.pbx.hangup(call_id)
+    except CallNotFoundError as exc:
+        raise ApiError(Status.CALL_NOT_FOUND, call_id) from exc
+    except InappropriateStateError as exc:
+        raise ApiError(Status.INAPPROPRIATE_COMMAND, ctx.command_name) from exc
+    return []
+
+
+COMMANDS = (
+    Command("ListActiveCalls", list_active_calls),
+    Command("Hangup", hangup, (CALL_ID,)),
+    Command(
+        "Forward",
+        None,
+        (CALL_ID, Param("Destination", mandatory=True, validator=v.number_string)),
+        aliases=("ForwardCall",),
+    ),
+    Command("Hold", None, (CALL_ID,)),
+    Command("Unhold", None, (CALL_ID,)),
+    Command(
+        "BlindTransfer",
+        None,
+        (
+            CALL_ID,
+            Param(
+                "TransferorParty",
+                mandatory=True,
+                validator=v.transferor_party,
+                aliases=("TranferorParty",),
+            ),
+            Param("Target", mandatory=True, validator=v.number_string),
+            Param("FinishedUrl", validator=v.url),
+        ),
+    ),
+    Command(
+        "AttendedTransfer",
+        None,
+        (
+            Param(
+                "TransferredCallId",
+                mandatory=True,
+                validator=v.call_id,
+                aliases=("TranferredCallId",),
+            ),
+            Param("TargetCallId", mandatory=True, validator=v.call_id),
+            Param("TransferorParty", validator=v.transferor_party),
+        ),
+    ),
+)
