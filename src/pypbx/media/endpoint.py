@@ -1,0 +1,445 @@
+"""The PBX's RTP sockets: one `RtpEndpoint` per call leg, all owned by a `MediaManager`.
+
+The PBX anchors media: each leg talks RTP to a port of its own on the PBX, and a `Bridge` relays
+between the two ports of a call. Because every leg terminates here, hold, playback, recording and
+transfer only ever change what feeds or observes an endpoint, never the phone's view of it.
+
+This is the asyncio layer: it owns the sockets, the receive path (validation, latching, counters,
+taps) and hands each accepted packet to the single `on_packet` owner (usually a bridge direction).
+The packet logic itself lives in the sans-I/O modules (`rtp`, `stream`, `latch`, `rtcp`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from pypbx.media.bridge import Bridge, CodecSpec, RelayDirection
+from pypbx.media.latch import Address, Latch
+from pypbx.media.ports import PortAllocator, PortsExhaustedError
+from pypbx.media.rtp import RTP_HEADER
+from pypbx.media.stream import RtpOutputStream
+
+__all__ = [
+    "Bridge",
+    "CodecSpec",
+    "EndpointCounters",
+    "MediaManager",
+    "PacketHandler",
+    "PacketTap",
+    "PortsExhaustedError",
+    "RelayDirection",
+    "RtpEndpoint",
+]
+
+_log = logging.getLogger(__name__)
+
+PacketHandler = Callable[["RtpEndpoint", bytes], None]
+
+_DSCP_EF = 0xB8  # Expedited Forwarding, the usual marking for voice
+_RTCP_QUIET_PERIOD = 15.0  # RTCP is sent every ~5 s: a shorter silence proves nothing
+
+
+class PacketTap(Protocol):
+    """Observes an endpoint's packets without owning it (recorder, DTMF detector).
+
+    `inbound` packets are as the phone sent them; outbound ones as the phone will get them.
+    Called on the event loop for every packet: keep it cheap, hand heavy work elsewhere.
+    """
+
+    def on_rtp(self, endpoint: RtpEndpoint, data: bytes | bytearray, inbound: bool) -> None: ...
+
+
+@dataclass(slots=True)
+class EndpointCounters:
+    packets_in: int = 0
+    bytes_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    rtcp_in: int = 0
+    rtcp_out: int = 0
+    rejected: int = 0  # not RTP, unexpected payload type, or from a source other than the latched
+    unsent: int = 0  # nowhere to send yet (no SDP address, nothing latched) or closed
+
+
+class _Receiver(asyncio.DatagramProtocol):
+    """Forwards one socket's datagrams to the endpoint; resolves `closed` when it goes."""
+
+    def __init__(
+        self,
+        on_datagram: Callable[[bytes, Address], None],
+        on_error: Callable[[Exception], None],
+        closed: asyncio.Future[None],
+    ) -> None:
+        self._on_datagram = on_datagram
+        self._on_error = on_error
+        self.closed = closed
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self._on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self._on_error(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class RtpEndpoint:
+    """One RTP port (and the RTCP port above it) of the PBX, facing one phone."""
+
+    def __init__(
+        self,
+        local_address: str,
+        local_port: int,
+        *,
+        relatch_after: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.local_address = local_address  # what to put in our SDP
+        self.local_port = local_port
+        self.on_packet: PacketHandler | None = None
+        self.on_rtcp: PacketHandler | None = None
+        self.counters = EndpointCounters()
+        self.output = RtpOutputStream(
+            ssrc=secrets.randbits(32), sequence=secrets.randbits(16), timestamp=secrets.randbits(32)
+        )
+        self.payload_map: dict[int, str] | None = None
+        self.received_at = 0.0  # clock() when the packet being handled arrived
+        self._clock = clock
+        self._remote: tuple[str, int] | None = None
+        self._payload_types: frozenset[int] | None = None
+        self._latch = Latch(relatch_after)
+        self._rtcp_latch = Latch(max(relatch_after, _RTCP_QUIET_PERIOD))
+        self._target: Address | None = None  # where RTP goes: latched source, else SDP address
+        self._rtcp_mux = False  # the phone sent RTCP on the RTP port (RFC 5761)
+        self._taps: list[PacketTap] = []
+        self._rtp_transport: asyncio.DatagramTransport | None = None
+        self._rtcp_transport: asyncio.DatagramTransport | None = None
+        self._receivers: list[_Receiver] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<RtpEndpoint {self.local_address}:{self.local_port} -> {self._target}>"
+
+    @property
+    def remote(self) -> tuple[str, int] | None:
+        """The address from the peer's SDP."""
+        return self._remote
+
+    @property
+    def target(self) -> Address | None:
+        """Where RTP is actually sent: the latched source if any, else `remote`."""
+        return self._target
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def set_remote(
+        self, address: tuple[str, int] | None, *, payload_map: Mapping[int, str] | None = None
+    ) -> None:
+        """Apply the peer's SDP: its address (an IP literal) and payload types (PT -> name).
+
+        With a `payload_map`, packets of other payload types are rejected before they can latch.
+        A new address drops the latch; the same address (a re-INVITE) only unlocks it, so media
+        keeps flowing to the latched source until the phone's next packet confirms or moves it.
+        """
+        if address != self._remote:
+            self._latch.reset()
+            self._rtcp_latch.reset()
+            self._rtcp_mux = False
+        else:
+            self._latch.unlock()
+            self._rtcp_latch.unlock()
+        self._remote = address
+        self._target = self._latch.source or address
+        self.payload_map = dict(payload_map) if payload_map is not None else None
+        self._payload_types = frozenset(payload_map) if payload_map is not None else None
+
+    def add_tap(self, tap: PacketTap) -> None:
+        self._taps.append(tap)
+
+    def remove_tap(self, tap: PacketTap) -> None:
+        self._taps.remove(tap)
+
+    def send(self, data: bytes | bytearray) -> None:
+        """Send one RTP packet to the phone (dropped while there is nowhere to send it)."""
+        target = self._target
+        transport = self._rtp_transport
+        if target is None or transport is None:
+            self.counters.unsent += 1
+            return
+        if self._taps:
+            self._notify_taps(data, inbound=False)
+        transport.sendto(data, target)
+        counters = self.counters
+        counters.packets_out += 1
+        counters.bytes_out += len(data)
+
+    def send_media(
+        self,
+        payload: bytes,
+        payload_type: int,
+        samples: int,
+        *,
+        writer: object,
+        marker: bool = False,
+    ) -> None:
+        """Send a frame that `writer` (a player, tone generator) produced, on `self.output`.
+
+        The first frame after the writer took over carries the marker bit and continues the
+        phone's sequence and timestamp; `samples` is the frame length (160 for 20 ms at 8 kHz).
+        """
+        output = self.output
+        sequence, timestamp, handover = output.next_frame(writer, samples, self._clock())
+        second = (0x80 if marker or handover else 0) | payload_type
+        self.send(RTP_HEADER.pack(0x80, second, sequence, timestamp, output.ssrc) + payload)
+
+    def send_rtcp(self, data: bytes) -> None:
+        if self._rtcp_mux:
+            target, transport = self._target, self._rtp_transport
+        else:
+            target, transport = self._rtcp_latch.source, self._rtcp_transport
+            if target is None and self._remote is not None:
+                target = (self._remote[0], self._remote[1] + 1)
+        if target is None or transport is None:
+            self.counters.unsent += 1
+            return
+        transport.sendto(data, target)
+        self.counters.rtcp_out += 1
+
+    async def close(self) -> None:
+        """Close both sockets and wait until they are gone; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.on_packet = None
+        self.on_rtcp = None
+        self._taps.clear()
+        for transport in (self._rtp_transport, self._rtcp_transport):
+            if transport is not None:
+                transport.close()
+        self._rtp_transport = self._rtcp_transport = None
+        await asyncio.gather(*(receiver.closed for receiver in self._receivers))
+
+    def _abort(self) -> None:
+        """Close without waiting (setting up the sockets failed half-way)."""
+        self._closed = True
+        for transport in (self._rtp_transport, self._rtcp_transport):
+            if transport is not None:
+                transport.close()
+        self._rtp_transport = self._rtcp_transport = None
+
+    async def _open(self, rtp_socket: socket.socket, rtcp_socket: socket.socket) -> None:
+        """Attach the two bound sockets to the running loop."""
+        loop = asyncio.get_running_loop()
+        rtp = _Receiver(self._rtp_received, self._socket_error, loop.create_future())
+        rtcp = _Receiver(self._rtcp_received, self._socket_error, loop.create_future())
+        self._rtp_transport, _ = await loop.create_datagram_endpoint(lambda: rtp, sock=rtp_socket)
+        self._receivers.append(rtp)
+        self._rtcp_transport, _ = await loop.create_datagram_endpoint(
+            lambda: rtcp, sock=rtcp_socket
+        )
+        self._receivers.append(rtcp)
+
+    def _rtp_received(self, data: bytes, addr: Address) -> None:
+        # The hot path: runs for every packet of every call; keep it flat.
+        counters = self.counters
+        if len(data) < 12 or data[0] >> 6 != 2:
+            counters.rejected += 1
+            return
+        payload_type = data[1] & 0x7F
+        if 72 <= payload_type <= 76:
+            self._rtcp_received(data, addr, muxed=True)
+            return
+        if self._payload_types is not None and payload_type not in self._payload_types:
+            counters.rejected += 1
+            return
+        now = self._clock()
+        latch = self._latch
+        if not latch.accept(addr, now):
+            counters.rejected += 1
+            return
+        self._target = latch.source
+        self.received_at = now
+        counters.packets_in += 1
+        counters.bytes_in += len(data)
+        if self._taps:
+            self._notify_taps(data, inbound=True)
+        handler = self.on_packet
+        if handler is not None:
+            try:
+                handler(self, data)
+            except Exception:
+                # Never let one bad packet or handler bug take the socket down (asyncio closes
+                # a datagram transport whose protocol raises).
+                _log.exception("RTP handler failed on port %d", self.local_port)
+
+    def _rtcp_received(self, data: bytes, addr: Address, *, muxed: bool = False) -> None:
+        if len(data) < 8 or data[0] >> 6 != 2:
+            self.counters.rejected += 1
+            return
+        now = self._clock()
+        latch = self._latch if muxed else self._rtcp_latch
+        if not latch.accept(addr, now):
+            self.counters.rejected += 1
+            return
+        if muxed:
+            self._target = latch.source
+            self._rtcp_mux = True
+        self.counters.rtcp_in += 1
+        handler = self.on_rtcp
+        if handler is not None:
+            try:
+                handler(self, data)
+            except Exception:
+                _log.exception("RTCP handler failed on port %d", self.local_port)
+
+    def _notify_taps(self, data: bytes | bytearray, *, inbound: bool) -> None:
+        for tap in tuple(self._taps):  # a tap may remove itself
+            try:
+                tap.on_rtp(self, data, inbound)
+            except Exception:
+                _log.exception("RTP tap %r failed on port %d", tap, self.local_port)
+
+    def _socket_error(self, exc: Exception) -> None:
+        # Mostly ICMP port unreachable: the phone is gone or not listening yet; harmless.
+        _log.debug("RTP socket error on port %d: %s", self.local_port, exc)
+
+
+class MediaManager:
+    """Owns the RTP port range, every endpoint and every bridge of the PBX."""
+
+    def __init__(
+        self,
+        bind_address: str,
+        port_low: int,
+        port_high: int,
+        advertised_address: str | None = None,
+        *,
+        relatch_after: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        version = ipaddress.ip_address(bind_address).version  # an IP literal, not a host name
+        self.bind_address = bind_address
+        self.advertised_address = advertised_address or bind_address
+        self._family = socket.AF_INET6 if version == 6 else socket.AF_INET
+        self._allocator = PortAllocator(port_low, port_high)
+        self._relatch_after = relatch_after
+        self._clock = clock
+        self._endpoints: set[RtpEndpoint] = set()
+        self._bridges: dict[RtpEndpoint, Bridge] = {}
+        if self.advertised_address in ("0.0.0.0", "::"):
+            _log.warning("RTP bound to %s with no advertised address for SDP", bind_address)
+
+    @property
+    def endpoint_count(self) -> int:
+        return len(self._endpoints)
+
+    @property
+    def bridge_count(self) -> int:
+        return len(set(self._bridges.values()))
+
+    @property
+    def ports_in_use(self) -> int:
+        return self._allocator.in_use
+
+    async def create_endpoint(self) -> RtpEndpoint:
+        """A new endpoint on the next free port pair; ports another process holds are skipped."""
+        for _ in range(self._allocator.capacity):
+            port = self._allocator.allocate()  # raises PortsExhaustedError when all are ours
+            try:
+                rtp_socket = self._bind(port)
+                try:
+                    rtcp_socket = self._bind(port + 1)
+                except OSError:
+                    rtp_socket.close()
+                    raise
+            except OSError as exc:
+                _log.debug("RTP port %d/%d not bindable: %s", port, port + 1, exc)
+                self._allocator.release(port)  # to the back of the queue
+                continue
+            endpoint = RtpEndpoint(
+                self.advertised_address, port, relatch_after=self._relatch_after, clock=self._clock
+            )
+            try:
+                await endpoint._open(rtp_socket, rtcp_socket)
+            except BaseException:
+                endpoint._abort()
+                rtp_socket.close()
+                rtcp_socket.close()
+                self._allocator.release(port)
+                raise
+            self._endpoints.add(endpoint)
+            return endpoint
+        raise PortsExhaustedError(
+            f"no bindable RTP port pair in {self._allocator.low}-{self._allocator.high}"
+        )
+
+    async def release(self, endpoint: RtpEndpoint) -> None:
+        """Unbridge and close the endpoint and free its ports; a second call does nothing."""
+        if endpoint not in self._endpoints:
+            return
+        self._endpoints.discard(endpoint)
+        bridge = self._bridges.get(endpoint)
+        if bridge is not None:
+            self.unbridge(bridge)
+        try:
+            await endpoint.close()
+        finally:
+            self._allocator.release(endpoint.local_port)
+
+    def bridge(
+        self, a: RtpEndpoint, b: RtpEndpoint, a_codec: CodecSpec, b_codec: CodecSpec
+    ) -> Bridge:
+        """Relay a <-> b. Each endpoint can be in one bridge at a time: unbridge first."""
+        for endpoint in (a, b):
+            if endpoint not in self._endpoints:
+                raise ValueError(f"{endpoint!r} is not an open endpoint of this manager")
+            if endpoint in self._bridges:
+                raise ValueError(f"{endpoint!r} is already bridged")
+        bridge = Bridge(a, b, a_codec, b_codec)
+        bridge.start()
+        self._bridges[a] = self._bridges[b] = bridge
+        return bridge
+
+    def unbridge(self, bridge: Bridge) -> None:
+        """Stop relaying; the endpoints stay open (for re-bridging or a player). Idempotent."""
+        bridge.stop()
+        for endpoint in (bridge.a, bridge.b):
+            if self._bridges.get(endpoint) is bridge:
+                del self._bridges[endpoint]
+
+    def bridge_of(self, endpoint: RtpEndpoint) -> Bridge | None:
+        return self._bridges.get(endpoint)
+
+    async def close(self) -> None:
+        """Release every endpoint (shutdown)."""
+        for endpoint in list(self._endpoints):
+            await self.release(endpoint)
+
+    def _bind(self, port: int) -> socket.socket:
+        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((self.bind_address, port))
+        except OSError:
+            sock.close()
+            raise
+        try:
+            if self._family == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, _DSCP_EF)
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, _DSCP_EF)
+        except OSError as exc:  # not permitted everywhere; marking is only a nicety
+            _log.debug("cannot set DSCP on RTP socket: %s", exc)
+        return sock
