@@ -1,0 +1,129 @@
+"""`pypbx serve`: open the store, start SIP, RTP and the HTTP API, run until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from pypbx import __version__
+from pypbx.api.server import create_app
+from pypbx.api.settings import ApiSettings
+from pypbx.config import Settings
+from pypbx.media.endpoint import MediaManager
+from pypbx.net.localaddr import is_wildcard
+from pypbx.net.stack import SipStack
+from pypbx.pbx.service import Pbx
+from pypbx.pbx.states import HistoryResult
+from pypbx.store.passwords import hash_password
+from pypbx.store.records import OfficeUserRecord
+from pypbx.store.store import Store
+
+log = logging.getLogger("pypbx")
+
+
+async def ensure_admin(store: Store, password: str | None) -> None:
+    """On first start with an empty store, create the office user `admin`."""
+    if await store.count_users() > 0:
+        return
+    generated = password is None
+    if password is None:
+        password = secrets.token_urlsafe(12)
+    await store.add_user(
+        OfficeUserRecord(
+            username="admin",
+            password_hash=hash_password(password),
+            may_use_api=True,
+            is_admin=True,
+        )
+    )
+    if generated:
+        # Printed once, on purpose: it is stored only as a hash.
+        log.warning("created office user 'admin' with generated password: %s", password)
+    else:
+        log.info("created office user 'admin' with the configured password")
+
+
+async def serve(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(settings.db_url)
+    try:
+        closed = await store.close_unfinished_history(HistoryResult.ERROR.value, datetime.now(UTC))
+        if closed:
+            log.warning("closed %d calls cut by an earlier stop as Error", closed)
+        await ensure_admin(store, settings.admin_password)
+        await _run(settings, store)
+    finally:
+        await store.close()
+
+
+async def _run(settings: Settings, store: Store) -> None:
+    sip_host, sip_port = settings.sip_listen
+    stack = SipStack(
+        sip_host,
+        sip_port,
+        advertised=settings.sip.advertised_address,
+        user_agent=settings.sip.user_agent,
+    )
+    media = MediaManager(
+        sip_host,
+        settings.rtp_ports[0],
+        settings.rtp_ports[1],
+        advertised_address=settings.media.advertised_address,
+    )
+    pbx = Pbx(
+        stack,
+        store,
+        media,
+        realm=settings.sip.realm,
+        nonce_secret=await Pbx.nonce_secret(store),
+        nonce_lifetime=settings.sip.nonce_lifetime,
+        ring_timeout=settings.sip.ring_timeout,
+        min_expires=settings.sip.min_expires,
+        max_expires=settings.sip.max_expires,
+        default_expires=settings.sip.default_expires,
+        media_address=settings.media.advertised_address,
+    )
+    await pbx.start()
+    api_settings = ApiSettings(
+        auth_required=settings.http_api.auth_required,
+        allowed_networks=list(settings.http_api.allowed_networks),
+        denied_addresses=list(settings.http_api.denied_addresses),
+        domain=settings.http_api.domain,
+        realm=settings.sip.realm,
+        keep_sip_passwords=settings.security.keep_sip_passwords,
+    )
+    app = create_app(api_settings, store, pbx)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    http_host, http_port = settings.http_listen
+    site = web.TCPSite(runner, http_host, http_port, reuse_address=True)
+    await site.start()
+    shown = "127.0.0.1" if is_wildcard(http_host) else http_host
+    log.info(
+        "pypbx %s ready: SIP %s:%d (UDP+TCP), HTTP API http://%s:%d/?command=ListActiveCalls",
+        __version__,
+        sip_host,
+        stack.port,
+        shown,
+        http_port,
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down: hanging up %d active calls", len(pbx.b2bua.calls))
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await pbx.stop()
+        await runner.cleanup()
+        await media.close()
+    log.info("pypbx stopped")

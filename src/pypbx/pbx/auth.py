@@ -1,0 +1,85 @@
+"""Digest authentication of phones' requests against the extension store.
+
+Unknown names, disabled extensions and wrong passwords all take the same path and get the
+same answer, so REGISTER/INVITE responses never reveal which extensions exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from pypbx.sip.digest import DigestCredentials, DigestError, DigestVerifier, compute_ha1, parse_credentials
+from pypbx.pbx.replies import reply
+from pypbx.sip.message import Request, Response
+from pypbx.store.records import ExtensionRecord
+from pypbx.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class AuthResult:
+    """Either the authenticated extension or the response that answers the request."""
+
+    extension: ExtensionRecord | None
+    response: Response | None
+
+
+class SipAuthenticator:
+    def __init__(self, realm: str, verifier: DigestVerifier, store: Store) -> None:
+        self.realm = realm
+        self.verifier = verifier
+        self.store = store
+
+    async def authenticate(self, request: Request, *, proxy: bool) -> AuthResult:
+        """Check the request's credentials; `proxy` selects 407/Proxy-* over 401/WWW-*."""
+        creds = self._credentials(request)
+        if creds is None:
+            return AuthResult(None, self._challenge(request, proxy=proxy, stale=False))
+        extension = await self.store.find_extension_by_auth_name(creds.username)
+        if extension is not None and not extension.enabled:
+            extension = None
+        ha1 = self._ha1(extension, creds.algorithm) if extension is not None else None
+        outcome = self.verifier.verify(creds, request.method, ha1, time.time(), body=request.body)
+        if outcome == "ok" and extension is not None:
+            return AuthResult(extension, None)
+        if outcome == "stale":
+            return AuthResult(None, self._challenge(request, proxy=proxy, stale=True))
+        log.warning(
+            "authentication failed for %r from %s (%s)",
+            creds.username,
+            request.top_via.received or request.top_via.host,
+            request.method,
+        )
+        return AuthResult(None, reply(request, 403, "Forbidden"))
+
+    def _credentials(self, request: Request) -> DigestCredentials | None:
+        for header in ("Proxy-Authorization", "Authorization"):
+            for value in request.headers.get_all(header):
+                try:
+                    creds = parse_credentials(value)
+                except DigestError:
+                    continue
+                if creds.realm == self.realm:
+                    return creds
+        return None
+
+    def _ha1(self, extension: ExtensionRecord, algorithm: str) -> str | None:
+        algo = algorithm.upper().removesuffix("-SESS")
+        stored = extension.ha1_sha256 if algo == "SHA-256" else extension.ha1_md5
+        if stored:
+            return stored
+        if extension.password is not None:
+            name = extension.authorization_name or extension.username or extension.id
+            return compute_ha1(name, self.realm, extension.password, algo)
+        return None
+
+    def _challenge(self, request: Request, *, proxy: bool, stale: bool) -> Response:
+        status = 407 if proxy else 401
+        response = reply(request, status)
+        header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        for value in self.verifier.challenges(time.time(), stale=stale):
+            response.headers.add(header, value)
+        return response

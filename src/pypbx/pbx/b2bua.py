@@ -1,0 +1,775 @@
+"""The back-to-back user agent: connects an extension's call to another extension.
+
+Each call has a caller leg (pypbx answers the phone's INVITE) and callee legs (pypbx calls
+every registered contact of the dialled extension; the first to answer wins). Media is
+anchored: both legs get their own RTP port on pypbx and a bridge relays between them.
+Every call, however it ends, goes through `_end`, which writes its one history row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+
+from pypbx.media.endpoint import CodecSpec, MediaManager, RtpEndpoint
+from pypbx.net.localaddr import advertised_address
+from pypbx.net.stack import SipStack
+from pypbx.pbx.auth import SipAuthenticator
+from pypbx.pbx.call import Call, Leg, LegKind, new_call_id
+from pypbx.pbx.control import CallNotFoundError, InappropriateStateError
+from pypbx.pbx.registrar import Binding, Registrar
+from pypbx.pbx.replies import reply
+from pypbx.pbx.states import CallState, HistoryResult
+from pypbx.sip.dialog import Dialog
+from pypbx.sip.message import (
+    Address,
+    Headers,
+    Request,
+    Response,
+    SipParseError,
+    SipURI,
+    generate_call_id,
+    generate_tag,
+)
+from pypbx.sip.sdp import (
+    PCMA,
+    PCMU,
+    TELEPHONE_EVENT,
+    Codec,
+    SdpError,
+    SessionDescription,
+    build_answer,
+    build_sdp,
+    negotiate,
+)
+from pypbx.sip.transaction import RequestReceived, ServerTransaction, make_cancel
+from pypbx.store.store import Store
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_CODECS = [PCMU, PCMA]
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+
+# How a callee's final failure response ends the call: (public state, history result).
+_FAILURES: dict[int, tuple[CallState, HistoryResult]] = {
+    486: (CallState.BUSY, HistoryResult.BUSY),
+    600: (CallState.BUSY, HistoryResult.BUSY),
+    603: (CallState.BUSY, HistoryResult.REJECTED),
+    404: (CallState.ERROR, HistoryResult.NOT_FOUND),
+    484: (CallState.ERROR, HistoryResult.NOT_FOUND),
+    604: (CallState.ERROR, HistoryResult.NOT_FOUND),
+    408: (CallState.BUSY, HistoryResult.NOT_ANSWERED),
+    480: (CallState.BUSY, HistoryResult.NOT_ANSWERED),
+}
+# When forks fail differently, the response relayed to the caller is the most telling.
+_PREFERENCE = [486, 600, 603, 480, 408]
+
+
+class B2BUA:
+    def __init__(
+        self,
+        stack: SipStack,
+        store: Store,
+        registrar: Registrar,
+        authenticator: SipAuthenticator,
+        media: MediaManager,
+        *,
+        ring_timeout: float = 90.0,
+        media_address: str | None = None,
+    ) -> None:
+        self.stack = stack
+        self.store = store
+        self.registrar = registrar
+        self.auth = authenticator
+        self.media = media
+        self.ring_timeout = ring_timeout
+        self.media_address = media_address
+        self.calls: dict[str, Call] = {}
+        self._dialogs: dict[tuple[str, str], Leg] = {}
+        self._invites: dict[ServerTransaction, Leg] = {}
+        self._setting_up: set[ServerTransaction] = set()
+        self._cancelled_early: set[ServerTransaction] = set()
+        self.on_call_ended: Callable[[Call], None] = lambda call: None
+        self._finishing: set[asyncio.Task[None]] = set()
+
+    # ================================================================ dispatch
+    def in_dialog(self, event: RequestReceived) -> bool:
+        """Handle a request inside one of our dialogs; False if it belongs to none."""
+        request = event.request
+        tag = request.to_addr.tag
+        if tag is None:
+            return False
+        leg = self._dialogs.get((request.call_id, tag))
+        if leg is None:
+            if request.method != "ACK":
+                self.stack.send_response(reply(request, 481, "Call/Transaction Does Not Exist"))
+            return True
+        method = request.method
+        if method == "ACK":
+            self._on_ack(leg, request)
+            return True
+        if leg.dialog is not None and not leg.dialog.accept_request(request):
+            self.stack.send_response(reply(request, 500, "CSeq out of order"))
+            return True
+        if method == "BYE":
+            self._on_bye(leg, request)
+        elif method in ("INVITE", "UPDATE"):
+            self._on_reinvite(leg, request)
+        elif method in ("INFO", "OPTIONS", "NOTIFY"):
+            self.stack.send_response(reply(request, 200))
+        else:
+            response = reply(request, 501, "Not Implemented")
+            response.headers.add("Allow", ALLOW)
+            self.stack.send_response(response)
+        return True
+
+    def on_cancel(self, event: RequestReceived) -> None:
+        cancel = event.request
+        target = self.stack.layer.cancel_target(cancel)
+        if target is None:
+            self.stack.send_response(reply(cancel, 481, "Call/Transaction Does Not Exist"))
+            return
+        leg = self._invites.get(target)
+        tag = leg.local_tag if leg is not None else None
+        self.stack.send_response(reply(cancel, 200, tag=tag))
+        if leg is not None:
+            call = leg.call
+            if call.answered is None and not call.is_over:
+                self._reject_caller(call, 487, "Request Terminated")
+                self._end(call, CallState.CANCELLED, HistoryResult.CANCELLED)
+        elif target in self._setting_up:
+            self._cancelled_early.add(target)
+            self.stack.send_response(reply(target.request, 487, "Request Terminated"))
+
+    def on_stray_response(self, response: Response) -> None:
+        """A 2xx retransmitted after its transaction ended: our ACK was lost, send it again."""
+        tag = response.from_addr.tag
+        if tag is None or not 200 <= response.status < 300:
+            return
+        leg = self._dialogs.get((response.call_id, tag))
+        if leg is not None and leg.last_ack is not None:
+            self.stack.send_stateless(leg.last_ack, leg.peer, leg.transport)
+
+    # ================================================================ new calls
+    async def on_invite(self, event: RequestReceived) -> None:
+        request = event.request
+        txn = event.transaction
+        assert txn is not None
+        self._setting_up.add(txn)
+        try:
+            await self._setup(event, txn)
+        finally:
+            self._setting_up.discard(txn)
+            self._cancelled_early.discard(txn)
+
+    async def _setup(self, event: RequestReceived, txn: ServerTransaction) -> None:
+        request = event.request
+        if request.headers.get("Require"):
+            response = reply(request, 420, "Bad Extension")
+            response.headers.add("Unsupported", request.headers.get("Require") or "")
+            self.stack.send_response(response)
+            return
+        if request.max_forwards is not None and request.max_forwards <= 0:
+            self.stack.send_response(reply(request, 483, "Too Many Hops"))
+            return
+        result = await self.auth.authenticate(request, proxy=True)
+        if txn in self._cancelled_early:
+            return
+        if result.response is not None:
+            self.stack.send_response(result.response)
+            return
+        caller_ext = result.extension
+        assert caller_ext is not None
+        try:
+            offer = SessionDescription.parse(request.body) if request.body else None
+        except SdpError as exc:
+            self.stack.send_response(reply(request, 400, f"Bad SDP: {exc}"))
+            return
+        if offer is None:
+            self.stack.send_response(reply(request, 488, "SDP offer required"))
+            return
+        try:
+            a_codecs, a_event = negotiate(offer, SUPPORTED_CODECS)
+        except SdpError:
+            self.stack.send_response(reply(request, 488, "Not Acceptable Here"))
+            return
+
+        call_id = await self._unique_call_id()
+        if txn in self._cancelled_early:
+            return
+        now = self._now()
+        call = Call(id=call_id, started=now)
+        call.source = caller_ext.id
+        call.caller_id = request.from_addr.display_name or caller_ext.id
+        call.dialed = request.uri.user or ""
+        call.destination = call.dialed
+        caller = Leg(
+            kind=LegKind.CALLER,
+            call=call,
+            peer=event.source,
+            transport=event.transport,
+            local_tag=generate_tag(),
+            invite=request,
+            server_txn=txn,
+            extension_id=caller_ext.id,
+            remote_sdp=offer,
+            remote_direction=_direction(offer),
+        )
+        call.caller = caller
+        self.calls[call.id] = call
+        self._invites[txn] = caller
+        call.history_started = asyncio.get_running_loop().create_task(
+            self._safe(self.store.start_history(call.history(now)))
+        )
+        log.info("call %s: %s -> %s", call.id, call.source, call.dialed)
+
+        target = await self.store.get_extension(call.dialed)
+        if call.is_over:
+            return
+        if target is None or not target.enabled or target.type != "SIP":
+            self._reject_caller(call, 404, "Not Found")
+            self._end(call, CallState.ERROR, HistoryResult.NOT_FOUND)
+            return
+        call.destination = target.id
+        bindings = self.registrar.bindings(target.id)
+        if not bindings:
+            self._reject_caller(call, 480, "Temporarily Unavailable")
+            self._end(call, CallState.ERROR, HistoryResult.NOT_FOUND)
+            return
+        try:
+            caller.endpoint = await self.media.create_endpoint()
+            callee_endpoint = await self.media.create_endpoint()
+        except Exception:
+            log.exception("call %s: no RTP port available", call.id)
+            if caller.endpoint is not None:
+                await self.media.release(caller.endpoint)
+                caller.endpoint = None
+            self._reject_caller(call, 503, "Service Unavailable")
+            self._end(call, CallState.ERROR, HistoryResult.ERROR)
+            return
+        if call.is_over:  # cancelled while we were allocating ports
+            await self.media.release(callee_endpoint)
+            return
+        endpoint = offer.audio_endpoint()
+        caller.endpoint.set_remote(endpoint)
+        caller.codec = CodecSpec(
+            a_codecs[0].payload_type,
+            a_codecs[0].name.upper(),
+            a_event.payload_type if a_event is not None else None,
+        )
+        caller.local_sdp = build_answer(
+            offer,
+            address=self._media_host(caller.peer[0]),
+            port=caller.endpoint.local_port,
+            codecs=[a_codecs[0]],
+            telephone_event=a_event,
+            session_id=_session_id(),
+            session_version=1,
+        )
+        fork_codecs = [a_codecs[0]] + [c for c in SUPPORTED_CODECS if c.name != a_codecs[0].name]
+        for binding in bindings:
+            self._fork(call, binding, callee_endpoint, fork_codecs)
+        call.ring_timer = asyncio.get_running_loop().call_later(
+            self.ring_timeout, self._ring_timeout, call
+        )
+
+    def _fork(
+        self, call: Call, binding: Binding, endpoint: RtpEndpoint, codecs: list[Codec]
+    ) -> None:
+        peer_ip = binding.source[0]
+        host = self.stack.local_host(peer_ip)
+        try:
+            target_uri = SipURI.parse(binding.contact)
+        except SipParseError:
+            log.warning("call %s: unusable contact %r", call.id, binding.contact)
+            return
+        local_tag = generate_tag()
+        from_addr = Address(
+            uri=_uri(call.source, host),
+            display_name=call.caller_id if call.caller_id != call.source else None,
+            params={"tag": local_tag},
+        )
+        to_addr = Address(uri=_uri(call.destination, host), display_name=None, params={})
+        sdp = build_sdp(
+            address=self._media_host(peer_ip),
+            port=endpoint.local_port,
+            codecs=codecs,
+            telephone_event=TELEPHONE_EVENT,
+            direction="sendrecv",
+            session_id=_session_id(),
+            session_version=1,
+        )
+        headers = Headers()
+        headers.add("Via", str(self.stack.new_via(peer_ip, binding.transport)))
+        headers.add("Max-Forwards", "70")
+        headers.add("From", str(from_addr))
+        headers.add("To", str(to_addr))
+        headers.add("Call-ID", generate_call_id(host))
+        headers.add("CSeq", "1 INVITE")
+        contact = self.stack.contact_uri(peer_ip, binding.transport, "pypbx")
+        headers.add("Contact", f"<{contact}>")
+        headers.add("Allow", ALLOW)
+        headers.add("Content-Type", "application/sdp")
+        invite = Request("INVITE", target_uri, headers, sdp.serialize())
+        leg = Leg(
+            kind=LegKind.CALLEE,
+            call=call,
+            peer=binding.source,
+            transport=binding.transport,
+            local_tag=local_tag,
+            invite=invite,
+            endpoint=endpoint,
+            extension_id=binding.extension_id,
+            local_sdp=sdp,
+        )
+        call.forks.append(leg)
+        self._dialogs[leg.dialog_key] = leg
+        leg.client_txn = self.stack.send_request(
+            invite,
+            binding.source,
+            binding.transport,
+            on_response=lambda response: self._on_fork_response(leg, response),
+            on_timeout=lambda: self._on_fork_failed(leg, 408),
+        )
+
+    # ================================================================ callee responses
+    def _on_fork_response(self, leg: Leg, response: Response) -> None:
+        call = leg.call
+        status = response.status
+        if status < 200:
+            leg.got_provisional = True
+            if status > 100 and not call.is_over and call.answered is None:
+                self._on_ringing(leg, response)
+            return
+        if status < 300:
+            self._on_fork_answered(leg, response)
+            return
+        self._on_fork_failed(leg, status, response.reason)
+
+    def _on_ringing(self, leg: Leg, response: Response) -> None:
+        call = leg.call
+        caller = call.caller
+        assert caller is not None
+        sdp = self._parse_sdp(response)
+        if sdp is not None and self._accept_callee_sdp(leg, sdp):
+            # Early media: bridge now and give the caller our answer in a 183.
+            self._bridge(call, leg)
+            self._send_provisional(caller, 183, with_sdp=True)
+        elif caller.provisional_sent == 0:
+            self._send_provisional(caller, 180, with_sdp=False)
+
+    def _on_fork_answered(self, leg: Leg, response: Response) -> None:
+        call = leg.call
+        if leg.dialog is None or leg.dialog.remote_tag != response.to_addr.tag:
+            leg.dialog = Dialog.from_uac(leg.invite, response)
+        via = self.stack.new_via(leg.peer[0], leg.transport)
+        ack = leg.dialog.create_ack(leg.invite.cseq[0], via)
+        leg.last_ack = ack
+        self.stack.send_stateless(ack, leg.peer, leg.transport)
+        if call.callee is leg:
+            return  # a retransmitted 2xx: re-ACKed above
+        if call.is_over or call.callee is not None or leg.terminated:
+            # Answered too late (another phone won, or the caller gave up): hang it up.
+            self._send_bye(leg)
+            leg.terminated = True
+            self._forget(leg)
+            return
+        sdp = self._parse_sdp(response)
+        if sdp is None or not self._accept_callee_sdp(leg, sdp):
+            self._send_bye(leg)
+            self._on_fork_failed(leg, 488)
+            return
+        call.callee = leg
+        call.answered = self._now()
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+        for other in list(call.forks):
+            if other is not leg:
+                self._cancel_fork(other)
+        call.forks = [leg]
+        caller = call.caller
+        assert caller is not None
+        self._bridge(call, leg)
+        self._answer_caller(caller)
+        self._set_state(call, CallState.IN_CALL)
+        log.info("call %s answered by %s", call.id, leg.extension_id)
+
+    def _on_fork_failed(self, leg: Leg, status: int, reason: str | None = None) -> None:
+        call = leg.call
+        if leg.terminated:
+            return
+        leg.terminated = True
+        leg.final_status = status
+        self._forget(leg)
+        if call.is_over or call.answered is not None:
+            return
+        live = [f for f in call.forks if not f.terminated]
+        if live:
+            return
+        statuses = [f.final_status or 500 for f in call.forks]
+        chosen = next((s for s in _PREFERENCE if s in statuses), statuses[0] if statuses else status)
+        state, result = _FAILURES.get(chosen, (CallState.ERROR, HistoryResult.ERROR))
+        if chosen in (408,):
+            chosen = 480
+        self._reject_caller(call, chosen, reason if chosen == status else None)
+        self._end(call, state, result)
+
+    def _ring_timeout(self, call: Call) -> None:
+        if call.is_over or call.answered is not None:
+            return
+        log.info("call %s: no answer after %.0f s", call.id, self.ring_timeout)
+        for fork in list(call.forks):
+            self._cancel_fork(fork)
+        self._reject_caller(call, 480, "Temporarily Unavailable")
+        self._end(call, CallState.BUSY, HistoryResult.NOT_ANSWERED)
+
+    # ================================================================ in-dialog
+    def _on_ack(self, leg: Leg, request: Request) -> None:
+        if leg.answer_2xx is not None and request.cseq[0] == leg.answer_2xx.cseq[0]:
+            leg.answer_2xx = None
+            if leg.retransmit is not None:
+                leg.retransmit.cancel()
+                leg.retransmit = None
+        if request.body:  # answer to an offer we made in a 2xx (late-offer re-INVITE)
+            sdp = self._parse_sdp(request)
+            if sdp is not None:
+                self._update_remote_media(leg, sdp)
+
+    def _on_bye(self, leg: Leg, request: Request) -> None:
+        self.stack.send_response(reply(request, 200))
+        call = leg.call
+        leg.terminated = True
+        if call.is_over:
+            return
+        if call.answered is None:
+            # BYE on an early dialog: treat it like a failure of that fork.
+            if leg.kind is LegKind.CALLEE:
+                leg.terminated = False
+                self._on_fork_failed(leg, 480)
+            return
+        other = call.other(leg)
+        if other is not None:
+            self._send_bye(other)
+        result = (
+            HistoryResult.CALLER_HUNG_UP if leg.kind is LegKind.CALLER else HistoryResult.CALLEE_HUNG_UP
+        )
+        self._end(call, CallState.COMPLETED, result)
+
+    def _on_reinvite(self, leg: Leg, request: Request) -> None:
+        """A phone changed its media (new address, codec, or hold): answer for pypbx.
+
+        Media is anchored, so the other phone need not know; only the hold state is shared.
+        """
+        if leg.call.is_over or leg.endpoint is None or leg.local_sdp is None:
+            self.stack.send_response(reply(request, 481, "Call/Transaction Does Not Exist"))
+            return
+        sdp = self._parse_sdp(request) if request.body else None
+        if request.body and sdp is None:
+            self.stack.send_response(reply(request, 488, "Not Acceptable Here"))
+            return
+        if leg.dialog is not None:
+            leg.dialog.refresh_target(request)
+        if sdp is None:
+            if request.method == "UPDATE":
+                self.stack.send_response(reply(request, 200))
+                return
+            # Offer-less re-INVITE: our 2xx carries the offer, the ACK the answer.
+            leg.local_sdp.session_version += 1
+        else:
+            try:
+                codecs, event = negotiate(sdp, SUPPORTED_CODECS)
+            except SdpError:
+                self.stack.send_response(reply(request, 488, "Not Acceptable Here"))
+                return
+            self._update_remote_media(leg, sdp)
+            codec = CodecSpec(
+                codecs[0].payload_type,
+                codecs[0].name.upper(),
+                event.payload_type if event is not None else None,
+            )
+            leg.local_sdp = build_answer(
+                sdp,
+                address=self._media_host(leg.peer[0]),
+                port=leg.endpoint.local_port,
+                codecs=[codecs[0]],
+                telephone_event=event,
+                session_id=leg.local_sdp.session_id,
+                session_version=leg.local_sdp.session_version + 1,
+            )
+            if codec != leg.codec:
+                leg.codec = codec
+                if leg.call.callee is not None:
+                    self._bridge(leg.call, leg.call.callee)
+        response = self._response_with_sdp(request, 200, leg)
+        self.stack.send_response(response)
+        if request.method == "INVITE":
+            self._retransmit_until_ack(leg, response)
+        self._update_hold_state(leg.call)
+
+    # ================================================================ media
+    def _accept_callee_sdp(self, leg: Leg, sdp: SessionDescription) -> bool:
+        audio = sdp.audio()
+        if audio is None:
+            return False
+        chosen = next(
+            (c for c in audio.codecs if c.name.upper() in ("PCMU", "PCMA")), None
+        )
+        if chosen is None:
+            return False
+        event = next((c for c in audio.codecs if c.name.lower() == "telephone-event"), None)
+        leg.codec = CodecSpec(
+            chosen.payload_type, chosen.name.upper(), event.payload_type if event else None
+        )
+        leg.remote_sdp = sdp
+        leg.remote_direction = _direction(sdp)
+        if leg.endpoint is not None:
+            leg.endpoint.set_remote(sdp.audio_endpoint())
+        return True
+
+    def _update_remote_media(self, leg: Leg, sdp: SessionDescription) -> None:
+        leg.remote_sdp = sdp
+        leg.remote_direction = _direction(sdp)
+        endpoint = sdp.audio_endpoint()
+        if leg.endpoint is not None and endpoint is not None and endpoint[1] != 0:
+            if endpoint[0] not in ("0.0.0.0", "::"):
+                leg.endpoint.set_remote(endpoint)
+
+    def _bridge(self, call: Call, callee: Leg) -> None:
+        caller = call.caller
+        assert caller is not None
+        if caller.endpoint is None or callee.endpoint is None:
+            return
+        if caller.codec is None or callee.codec is None:
+            return
+        if call.bridge is not None:
+            self.media.unbridge(call.bridge)
+        call.bridge = self.media.bridge(caller.endpoint, callee.endpoint, caller.codec, callee.codec)
+
+    def _update_hold_state(self, call: Call) -> None:
+        if call.is_over or call.answered is None:
+            return
+        held = any(leg.held for leg in (call.caller, call.callee) if leg is not None)
+        if held and call.state is CallState.IN_CALL:
+            self._set_state(call, CallState.HOLD)
+        elif not held and call.state is CallState.HOLD:
+            self._set_state(call, CallState.IN_CALL)
+
+    def _media_host(self, peer_ip: str) -> str:
+        return advertised_address(self.stack.bind_host, self.media_address or self.stack.advertised, peer_ip)
+
+    # ================================================================ sending
+    def _send_provisional(self, caller: Leg, status: int, *, with_sdp: bool) -> None:
+        if with_sdp:
+            response = self._response_with_sdp(caller.invite, status, caller)
+        else:
+            response = reply(caller.invite, status, tag=caller.local_tag)
+            response.headers.add("Contact", f"<{self._contact(caller)}>")
+        caller.provisional_sent = status
+        self.stack.send_response(response)
+
+    def _answer_caller(self, caller: Leg) -> None:
+        response = self._response_with_sdp(caller.invite, 200, caller)
+        caller.dialog = Dialog.from_uas(caller.invite, caller.local_tag)
+        self._dialogs[caller.dialog_key] = caller
+        self.stack.send_response(response)
+        self._retransmit_until_ack(caller, response)
+
+    def _response_with_sdp(self, request: Request, status: int, leg: Leg) -> Response:
+        assert leg.local_sdp is not None
+        response = reply(request, status, tag=leg.local_tag)
+        response.headers.add("Contact", f"<{self._contact(leg)}>")
+        response.headers.add("Allow", ALLOW)
+        response.headers.add("Content-Type", "application/sdp")
+        response.body = leg.local_sdp.serialize()
+        return response
+
+    def _contact(self, leg: Leg) -> SipURI:
+        return self.stack.contact_uri(leg.peer[0], leg.transport, "pypbx")
+
+    def _retransmit_until_ack(self, leg: Leg, response: Response) -> None:
+        """RFC 3261 §13.3.1.4: the UAS core retransmits its 2xx until the ACK arrives."""
+        leg.answer_2xx = response
+        if leg.retransmit is not None:
+            leg.retransmit.cancel()
+        if leg.transport != "udp":
+            return
+        t1, t2 = 0.5, 4.0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 64 * t1
+
+        def again(interval: float) -> None:
+            if leg.answer_2xx is not response or leg.terminated:
+                return
+            if loop.time() >= deadline:
+                log.warning("call %s: no ACK for our 2xx, hanging up", leg.call.id)
+                leg.answer_2xx = None
+                self._abort(leg.call)
+                return
+            self.stack.send_stateless(response, leg.peer, leg.transport)
+            leg.retransmit = loop.call_later(interval, again, min(interval * 2, t2))
+
+        leg.retransmit = loop.call_later(t1, again, min(2 * t1, t2))
+
+    def _reject_caller(self, call: Call, status: int, reason: str | None = None) -> None:
+        caller = call.caller
+        if caller is None or caller.answer_2xx is not None or call.answered is not None:
+            return
+        self.stack.send_response(reply(caller.invite, status, reason, tag=caller.local_tag))
+
+    def _cancel_fork(self, leg: Leg) -> None:
+        if leg.terminated:
+            return
+        leg.terminated = True
+        self._forget(leg)
+        cancel = make_cancel(leg.invite)
+        self.stack.send_request(cancel, leg.peer, leg.transport, on_response=lambda r: None)
+
+    def _send_bye(self, leg: Leg) -> None:
+        if leg.dialog is None:
+            return
+        via = self.stack.new_via(leg.peer[0], leg.transport)
+        bye = leg.dialog.create_request("BYE", via)
+        self.stack.send_request(bye, leg.peer, leg.transport, on_response=lambda r: None)
+
+    # ================================================================ ending
+    def _abort(self, call: Call) -> None:
+        """Tear down both sides of a call that went wrong."""
+        if call.is_over:
+            return
+        for leg in call.legs():
+            if leg.dialog is not None and not leg.terminated:
+                self._send_bye(leg)
+        self._end(call, CallState.ERROR, HistoryResult.ERROR)
+
+    def _end(self, call: Call, state: CallState, result: HistoryResult) -> None:
+        if call.is_over:
+            return
+        call.ended = self._now()
+        call.result = result
+        self._set_state(call, state)
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+        for leg in call.legs():
+            leg.terminated = True
+            if leg.retransmit is not None and leg.kind is LegKind.CALLEE:
+                leg.retransmit.cancel()
+            self._forget(leg)
+        caller = call.caller
+        if caller is not None and caller.server_txn is not None:
+            self._invites.pop(caller.server_txn, None)
+        self.calls.pop(call.id, None)
+        task = asyncio.get_running_loop().create_task(self._finish(call))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        log.info("call %s ended: %s (%s)", call.id, state.value, result.value)
+        self.on_call_ended(call)
+
+    async def _finish(self, call: Call) -> None:
+        if call.bridge is not None:
+            self.media.unbridge(call.bridge)
+            call.bridge = None
+        released: set[int] = set()
+        for leg in call.legs():
+            if leg.endpoint is not None and id(leg.endpoint) not in released:
+                released.add(id(leg.endpoint))
+                await self.media.release(leg.endpoint)
+            leg.endpoint = None
+        if call.history_started is not None:
+            await call.history_started
+        await self._safe(self.store.finish_history(call.history(self._now())))
+
+    def _forget(self, leg: Leg) -> None:
+        # Keep the caller leg's dialog until its 2xx is ACKed so retransmitted ACKs match.
+        if leg.answer_2xx is None:
+            self._dialogs.pop(leg.dialog_key, None)
+
+    def _set_state(self, call: Call, state: CallState) -> None:
+        if call.state is not state:
+            call.state = state
+
+    # ================================================================ API operations
+    def get(self, call_id: str) -> Call:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise CallNotFoundError(call_id)
+        return call
+
+    def hangup(self, call_id: str) -> None:
+        call = self.get(call_id)
+        if call.is_over:
+            raise InappropriateStateError(call_id)
+        if call.answered is None:
+            for fork in list(call.forks):
+                self._cancel_fork(fork)
+            self._reject_caller(call, 487, "Request Terminated")
+            self._end(call, CallState.CANCELLED, HistoryResult.CANCELLED)
+            return
+        for leg in (call.caller, call.callee):
+            if leg is not None:
+                self._send_bye(leg)
+        self._end(call, CallState.COMPLETED, HistoryResult.CALLER_HUNG_UP)
+
+    def shutdown(self) -> None:
+        """End every call as the process stops: BYE to answered legs, 503 to ringing ones."""
+        for call in list(self.calls.values()):
+            if call.answered is None:
+                for fork in list(call.forks):
+                    self._cancel_fork(fork)
+                self._reject_caller(call, 503, "Service Unavailable")
+            else:
+                for leg in (call.caller, call.callee):
+                    if leg is not None:
+                        self._send_bye(leg)
+            self._end(call, CallState.ERROR, HistoryResult.ABORTED)
+
+    async def drain(self) -> None:
+        """Wait until every ended call has released its media and written its history."""
+        while self._finishing:
+            await asyncio.gather(*self._finishing, return_exceptions=True)
+
+    # ================================================================ helpers
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def _unique_call_id(self) -> str:
+        while True:
+            candidate = new_call_id()
+            if candidate in self.calls:
+                continue
+            try:
+                if await self.store.call_id_exists(candidate):
+                    continue
+            except Exception:
+                log.exception("call id lookup failed")
+            return candidate
+
+    def _parse_sdp(self, message: Request | Response) -> SessionDescription | None:
+        if not message.body:
+            return None
+        try:
+            return SessionDescription.parse(message.body)
+        except SdpError as exc:
+            log.info("unusable SDP from %s: %s", message.call_id, exc)
+            return None
+
+    @staticmethod
+    async def _safe(awaitable: object) -> None:
+        try:
+            await awaitable  # type: ignore[misc]
+        except Exception:
+            log.exception("call history write failed")
+
+
+def _uri(user: str, host: str) -> SipURI:
+    return SipURI(scheme="sip", user=user, password=None, host=host, port=None, params={}, headers={})
+
+
+def _direction(sdp: SessionDescription) -> str:
+    audio = sdp.audio()
+    return "sendrecv" if audio is None else sdp.effective_direction(audio)
+
+
+def _session_id() -> int:
+    return secrets.randbelow(2**31)

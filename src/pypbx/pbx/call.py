@@ -1,0 +1,162 @@
+"""The call model: a Call (one Ozeki CallId and state) made of Legs (one SIP dialog and one
+RTP endpoint each).
+
+Keeping the legs apart from the call is what later lets transfers re-bridge legs between
+calls and hold/playback take over one leg's media without touching the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import string
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+
+from pypbx.media.endpoint import Bridge, CodecSpec, RtpEndpoint
+from pypbx.net.transport import Addr
+from pypbx.pbx.control import ActiveCallInfo
+from pypbx.pbx.states import CallState, HistoryResult
+from pypbx.sip.dialog import Dialog
+from pypbx.sip.message import Request, Response
+from pypbx.sip.sdp import SessionDescription
+from pypbx.sip.transaction import ClientTransaction, ServerTransaction
+from pypbx.store.records import CallHistoryRecord
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_call_id() -> str:
+    """6 random base62 characters, as Ozeki's ids look (uniqueness is checked by the caller)."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
+
+
+class LegKind(str, Enum):
+    CALLER = "caller"  # the phone that called us: pypbx is its UAS
+    CALLEE = "callee"  # a phone we called: pypbx is its UAC
+
+
+@dataclass(eq=False)
+class Leg:
+    """One side of a call: a SIP dialog with one phone plus the RTP port facing it."""
+
+    kind: LegKind
+    call: Call
+    peer: Addr  # where in-dialog requests to this phone go
+    transport: str
+    local_tag: str
+    invite: Request  # the INVITE received (caller leg) or sent (callee leg)
+    endpoint: RtpEndpoint | None = None
+    dialog: Dialog | None = None
+    server_txn: ServerTransaction | None = None
+    client_txn: ClientTransaction | None = None
+    extension_id: str | None = None
+    remote_sdp: SessionDescription | None = None
+    local_sdp: SessionDescription | None = None
+    codec: CodecSpec | None = None
+    remote_direction: str = "sendrecv"
+    provisional_sent: int = 0  # caller leg: last provisional status relayed
+    got_provisional: bool = False  # callee leg: a 1xx arrived, so CANCEL is allowed
+    answer_2xx: Response | None = None  # caller leg: 200 being retransmitted until ACK
+    last_ack: Request | None = None  # callee leg: re-sent when its 2xx is retransmitted
+    retransmit: asyncio.TimerHandle | None = None
+    final_status: int | None = None  # callee leg: the failure response that ended it
+    terminated: bool = False
+
+    @property
+    def dialog_key(self) -> tuple[str, str]:
+        return (self.invite.call_id, self.local_tag)
+
+    @property
+    def held(self) -> bool:
+        return self.remote_direction in ("sendonly", "inactive")
+
+
+@dataclass(eq=False)
+class Call:
+    """One end-to-end call as the HTTP API sees it."""
+
+    id: str
+    caller: Leg | None = None  # set right after creation
+    callee: Leg | None = None  # the answering leg
+    forks: list[Leg] = field(default_factory=list)  # callee legs still ringing
+    state: CallState = CallState.RINGING
+    source: str = ""
+    caller_id: str = ""
+    destination: str = ""
+    dialed: str = ""
+    direction: str = "Internal"
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: float = 0.0  # loop time
+    answered: float | None = None
+    ended: float | None = None
+    result: HistoryResult | None = None
+    bridge: Bridge | None = None
+    ring_timer: asyncio.TimerHandle | None = None
+    history_started: asyncio.Task[None] | None = None
+
+    @property
+    def is_over(self) -> bool:
+        return self.state.is_final
+
+    def legs(self) -> list[Leg]:
+        legs = [leg for leg in (self.caller, self.callee) if leg is not None]
+        legs.extend(leg for leg in self.forks if leg is not self.callee)
+        return legs
+
+    def other(self, leg: Leg) -> Leg | None:
+        if leg is self.caller:
+            return self.callee
+        if leg is self.callee:
+            return self.caller
+        return None
+
+    def ring_duration(self, now: float) -> float:
+        end = self.answered if self.answered is not None else (self.ended or now)
+        return max(0.0, end - self.started)
+
+    def talk_duration(self, now: float) -> float:
+        if self.answered is None:
+            return 0.0
+        return max(0.0, (self.ended or now) - self.answered)
+
+    def info(self, now: float) -> ActiveCallInfo:
+        return ActiveCallInfo(
+            call_id=self.id,
+            state=self.state,
+            source=self.source,
+            caller_id=self.caller_id,
+            destination=self.destination,
+            caller_dialed=self.dialed,
+            callee_dialed=self.destination,
+            start_time=self.started_at.astimezone(),
+            ring_duration=self.ring_duration(now),
+            talk_duration=self.talk_duration(now),
+        )
+
+    def history(self, now: float) -> CallHistoryRecord:
+        answer_time = None
+        if self.answered is not None:
+            answer_time = datetime.fromtimestamp(
+                self.started_at.timestamp() + (self.answered - self.started), UTC
+            )
+        end_time = None
+        if self.ended is not None:
+            end_time = datetime.fromtimestamp(
+                self.started_at.timestamp() + (self.ended - self.started), UTC
+            )
+        return CallHistoryRecord(
+            call_id=self.id,
+            start_time=self.started_at,
+            answer_time=answer_time,
+            end_time=end_time,
+            direction=self.direction,
+            source=self.source,
+            destination=self.destination,
+            dialed=self.dialed,
+            caller_id=self.caller_id,
+            state=self.result.value if self.result is not None else None,
+            ring_duration=round(self.ring_duration(now), 3),
+            talk_duration=round(self.talk_duration(now), 3),
+        )

@@ -1,0 +1,263 @@
+"""The registrar (RFC 3261 §10.3): where each extension's phones can be reached.
+
+Bindings live in memory for routing speed and are written through to the store so a
+restart keeps every phone reachable without waiting for it to re-register.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pypbx.net.stack import SipStack
+from pypbx.net.transport import Addr
+from pypbx.pbx.auth import SipAuthenticator
+from pypbx.pbx.replies import reply
+from pypbx.sip.message import Address, Request, SipParseError
+from pypbx.sip.transaction import RequestReceived
+from pypbx.store.records import BindingRecord, ExtensionRecord
+from pypbx.store.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_BINDINGS_PER_EXTENSION = 10
+
+
+@dataclass(slots=True)
+class Binding:
+    """One registered contact of an extension."""
+
+    extension_id: str
+    contact: str  # the Contact URI as registered; the Request-URI of calls to it
+    source: Addr  # where the REGISTER came from: calls are sent here (NAT-safe)
+    transport: str
+    expires_at: datetime
+    call_id: str
+    cseq: int
+    user_agent: str = ""
+
+    def live(self, now: datetime) -> bool:
+        return self.expires_at > now
+
+    def to_record(self) -> BindingRecord:
+        return BindingRecord(
+            extension_id=self.extension_id,
+            contact=self.contact,
+            source=f"{self.source[0]}:{self.source[1]}",
+            transport=self.transport,
+            expires_at=self.expires_at,
+            call_id=self.call_id,
+            cseq=self.cseq,
+            user_agent=self.user_agent,
+        )
+
+    @classmethod
+    def from_record(cls, rec: BindingRecord) -> Binding:
+        host, _, port = rec.source.rpartition(":")
+        return cls(
+            extension_id=rec.extension_id,
+            contact=rec.contact,
+            source=(host.strip("[]"), int(port)),
+            transport=rec.transport,
+            expires_at=rec.expires_at,
+            call_id=rec.call_id,
+            cseq=rec.cseq,
+            user_agent=rec.user_agent,
+        )
+
+
+class Registrar:
+    def __init__(
+        self,
+        stack: SipStack,
+        store: Store,
+        authenticator: SipAuthenticator,
+        *,
+        min_expires: int = 60,
+        max_expires: int = 3600,
+        default_expires: int = 600,
+    ) -> None:
+        self.stack = stack
+        self.store = store
+        self.auth = authenticator
+        self.min_expires = min_expires
+        self.max_expires = max_expires
+        self.default_expires = default_expires
+        self._bindings: dict[str, list[Binding]] = {}
+        # The credentials each extension registered with, so a change of them can drop phones.
+        self.credentials_seen: dict[str, tuple[str, ...]] = {}
+
+    # ----------------------------------------------------------------- queries
+    def bindings(self, extension_id: str) -> list[Binding]:
+        now = datetime.now(UTC)
+        return [b for b in self._bindings.get(extension_id, []) if b.live(now)]
+
+    def is_registered(self, extension_id: str) -> bool:
+        return bool(self.bindings(extension_id))
+
+    # ----------------------------------------------------------------- lifecycle
+    async def load(self) -> None:
+        now = datetime.now(UTC)
+        await self.store.purge_expired_bindings(now)
+        for rec in await self.store.list_bindings():
+            binding = Binding.from_record(rec)
+            if binding.live(now):
+                self._bindings.setdefault(binding.extension_id, []).append(binding)
+        log.info("restored %d registrations", sum(len(v) for v in self._bindings.values()))
+
+    async def expire_loop(self, interval: float = 5.0) -> None:
+        """Forget expired bindings (memory and store) so they never ring."""
+        while True:
+            await asyncio.sleep(interval)
+            now = datetime.now(UTC)
+            for ext_id in list(self._bindings):
+                live = [b for b in self._bindings[ext_id] if b.live(now)]
+                if live:
+                    self._bindings[ext_id] = live
+                else:
+                    del self._bindings[ext_id]
+            try:
+                await self.store.purge_expired_bindings(now)
+            except Exception:
+                log.exception("purging expired bindings failed")
+
+    async def drop(self, extension_id: str) -> None:
+        """Forget an extension's phones (removed, disabled, or credentials changed)."""
+        if self._bindings.pop(extension_id, None):
+            log.info("dropped registrations of extension %s", extension_id)
+        await self.store.delete_bindings(extension_id)
+
+    # ----------------------------------------------------------------- REGISTER
+    async def handle(self, event: RequestReceived) -> None:
+        request = event.request
+        result = await self.auth.authenticate(request, proxy=False)
+        if result.response is not None:
+            self.stack.send_response(result.response)
+            return
+        extension = result.extension
+        assert extension is not None
+        self.credentials_seen[extension.id] = credentials_fingerprint(extension)
+        to_user = request.to_addr.uri.user or ""
+        if to_user not in {extension.id, extension.username, extension.authorization_name}:
+            self.stack.send_response(reply(request, 403, "Forbidden (To does not match credentials)"))
+            return
+        try:
+            changed = self._apply(request, extension.id, event.source, event.transport)
+        except _RegisterError as exc:
+            response = reply(request, exc.status, exc.reason)
+            if exc.status == 423:
+                response.headers.add("Min-Expires", str(self.min_expires))
+            self.stack.send_response(response)
+            return
+        now = datetime.now(UTC)
+        response = reply(request, 200)
+        for binding in self.bindings(extension.id):
+            remaining = max(0, int((binding.expires_at - now).total_seconds()))
+            response.headers.add("Contact", f"<{binding.contact}>;expires={remaining}")
+        response.headers.add("Date", now.strftime("%a, %d %b %Y %H:%M:%S GMT"))
+        self.stack.send_response(response)
+        await self._persist(extension.id, changed, event, request)
+
+    def _apply(self, request: Request, ext_id: str, source: Addr, transport: str) -> list[str]:
+        """Update the in-memory bindings; returns the contacts that changed."""
+        raw_contacts = request.headers.get_all("Contact")
+        header_expires = request.expires
+        current = {b.contact: b for b in self.bindings(ext_id)}
+        call_id = request.call_id
+        cseq = request.cseq[0]
+        now = datetime.now(UTC)
+        if not raw_contacts:
+            return []  # a query: answer with the current bindings
+        if any(value.strip() == "*" for value in raw_contacts):
+            if len(raw_contacts) != 1 or header_expires != 0:
+                raise _RegisterError(400, "Wildcard Contact requires Expires: 0")
+            self._bindings[ext_id] = []
+            return list(current)
+        try:
+            contacts = [Address.parse(value) for value in raw_contacts]
+        except SipParseError as exc:
+            raise _RegisterError(400, f"Bad Contact: {exc.reason}") from exc
+        changed: list[str] = []
+        user_agent = request.headers.get("User-Agent") or ""
+        for contact in contacts:
+            key = str(contact.uri)
+            expires = self._expires_of(contact, header_expires)
+            existing = current.get(key)
+            if existing is not None and existing.call_id == call_id and existing.cseq >= cseq:
+                raise _RegisterError(500, "Out of order REGISTER")
+            if expires == 0:
+                current.pop(key, None)
+            else:
+                current[key] = Binding(
+                    extension_id=ext_id,
+                    contact=key,
+                    source=source,
+                    transport=transport,
+                    expires_at=now + timedelta(seconds=expires),
+                    call_id=call_id,
+                    cseq=cseq,
+                    user_agent=user_agent,
+                )
+            changed.append(key)
+        bindings = sorted(current.values(), key=lambda b: b.expires_at)
+        self._bindings[ext_id] = bindings[-MAX_BINDINGS_PER_EXTENSION:]
+        return changed
+
+    def _expires_of(self, contact: Address, header_expires: int | None) -> int:
+        value = contact.params.get("expires")
+        expires: int
+        if value is not None:
+            try:
+                expires = int(value)
+            except ValueError:
+                expires = self.default_expires
+        elif header_expires is not None:
+            expires = header_expires
+        else:
+            expires = self.default_expires
+        if expires < 0:
+            raise _RegisterError(400, "Negative expires")
+        if expires == 0:
+            return 0
+        if expires < self.min_expires:
+            raise _RegisterError(423, "Interval Too Brief")
+        return min(expires, self.max_expires)
+
+    async def _persist(
+        self, ext_id: str, changed: list[str], event: RequestReceived, request: Request
+    ) -> None:
+        try:
+            live = {b.contact: b for b in self.bindings(ext_id)}
+            for contact in changed:
+                if contact in live:
+                    await self.store.save_binding(live[contact].to_record())
+                else:
+                    await self.store.delete_binding(ext_id, contact)
+            if changed and live:
+                transport = event.transport.capitalize()
+                await self.store.set_extension_runtime(
+                    ext_id,
+                    last_ip=f"{event.source[0]}:{event.source[1]} ({transport})",
+                    user_agent=request.headers.get("User-Agent") or "",
+                )
+        except Exception:
+            log.exception("persisting registration of %s failed", ext_id)
+
+
+def credentials_fingerprint(ext: ExtensionRecord) -> tuple[str, ...]:
+    return (
+        ext.username,
+        ext.authorization_name,
+        ext.ha1_md5 or "",
+        ext.ha1_sha256 or "",
+        ext.password or "",
+    )
+
+
+class _RegisterError(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason

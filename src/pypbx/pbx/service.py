@@ -1,0 +1,162 @@
+"""The running PBX: routes each SIP request to the registrar or the B2BUA and offers the
+operations of `PbxControl` to the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Coroutine
+from typing import Any
+
+from pypbx.media.endpoint import MediaManager
+from pypbx.net.stack import SipStack
+from pypbx.pbx.auth import SipAuthenticator
+from pypbx.pbx.b2bua import ALLOW, B2BUA
+from pypbx.pbx.control import ActiveCallInfo
+from pypbx.pbx.registrar import Registrar, credentials_fingerprint
+from pypbx.pbx.replies import reply
+from pypbx.sip.digest import DigestVerifier, NonceManager
+from pypbx.sip.message import Request
+from pypbx.sip.transaction import RequestReceived
+from pypbx.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Pbx:
+    """Composition root of the SIP side; implements `pypbx.pbx.control.PbxControl`."""
+
+    def __init__(
+        self,
+        stack: SipStack,
+        store: Store,
+        media: MediaManager,
+        *,
+        realm: str,
+        nonce_secret: bytes,
+        nonce_lifetime: float = 300.0,
+        ring_timeout: float = 90.0,
+        min_expires: int = 60,
+        max_expires: int = 3600,
+        default_expires: int = 600,
+        media_address: str | None = None,
+    ) -> None:
+        self.stack = stack
+        self.store = store
+        self.media = media
+        # MD5 is offered first: SIPp and many deployed phones answer only the first challenge
+        # and know no other algorithm; SHA-256-capable phones still find theirs.
+        verifier = DigestVerifier(
+            realm,
+            NonceManager(nonce_secret, lifetime=nonce_lifetime),
+            algorithms=("MD5", "SHA-256"),
+        )
+        self.auth = SipAuthenticator(realm, verifier, store)
+        self.registrar = Registrar(
+            stack,
+            store,
+            self.auth,
+            min_expires=min_expires,
+            max_expires=max_expires,
+            default_expires=default_expires,
+        )
+        self.b2bua = B2BUA(
+            stack,
+            store,
+            self.registrar,
+            self.auth,
+            media,
+            ring_timeout=ring_timeout,
+            media_address=media_address,
+        )
+        stack.on_request = self.on_request
+        stack.on_stray_response = self.b2bua.on_stray_response
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._expiry: asyncio.Task[None] | None = None
+
+    @staticmethod
+    async def nonce_secret(store: Store) -> bytes:
+        """A secret kept in the store, so nonces issued before a restart stay valid."""
+        value = await store.get_setting("sip.nonce_secret")
+        if not isinstance(value, str):
+            value = secrets.token_hex(32)
+            await store.set_setting("sip.nonce_secret", value)
+        return bytes.fromhex(value)
+
+    async def start(self) -> None:
+        await self.registrar.load()
+        await self.stack.start()
+        self._expiry = asyncio.get_running_loop().create_task(self.registrar.expire_loop())
+
+    async def stop(self) -> None:
+        """Hang up every call (BYE), write their history, then close the sockets."""
+        self.b2bua.shutdown()
+        await self.b2bua.drain()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.sleep(0.2)  # let the BYEs leave before the sockets close
+        if self._expiry is not None:
+            self._expiry.cancel()
+        await self.stack.stop()
+
+    # ----------------------------------------------------------------- SIP input
+    def on_request(self, event: RequestReceived) -> None:
+        request = event.request
+        method = request.method
+        if request.to_addr.tag is not None and method not in ("REGISTER", "OPTIONS", "CANCEL"):
+            self.b2bua.in_dialog(event)
+            return
+        if method == "REGISTER":
+            self._spawn(self.registrar.handle(event), request)
+        elif method == "INVITE":
+            self._spawn(self.b2bua.on_invite(event), request)
+        elif method == "CANCEL":
+            self.b2bua.on_cancel(event)
+        elif method == "ACK":
+            return  # ACK for a non-2xx is absorbed by its transaction; others are stray
+        elif method == "OPTIONS":
+            response = reply(request, 200)
+            response.headers.add("Allow", ALLOW)
+            response.headers.add("Accept", "application/sdp")
+            self.stack.send_response(response)
+        else:
+            response = reply(request, 405, "Method Not Allowed")
+            response.headers.add("Allow", ALLOW)
+            self.stack.send_response(response)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], request: Request) -> None:
+        task = asyncio.get_running_loop().create_task(self._guard(coro, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guard(self, coro: Coroutine[Any, Any, None], request: Request) -> None:
+        try:
+            await coro
+        except Exception:
+            log.exception("error handling %s %s", request.method, request.call_id)
+            try:
+                self.stack.send_response(reply(request, 500, "Server Internal Error"))
+            except Exception:
+                log.debug("could not send 500", exc_info=True)
+
+    # ----------------------------------------------------------------- PbxControl
+    def active_calls(self) -> list[ActiveCallInfo]:
+        now = asyncio.get_running_loop().time()
+        calls = sorted(self.b2bua.calls.values(), key=lambda c: c.started)
+        return [call.info(now) for call in calls if not call.is_over]
+
+    async def hangup(self, call_id: str) -> None:
+        self.b2bua.hangup(call_id)
+
+    def is_registered(self, extension_id: str) -> bool:
+        return self.registrar.is_registered(extension_id)
+
+    async def extension_changed(self, extension_id: str) -> None:
+        ext = await self.store.get_extension(extension_id)
+        seen = self.registrar.credentials_seen.get(extension_id)
+        if ext is None or not ext.enabled or (
+            seen is not None and seen != credentials_fingerprint(ext)
+        ):
+            self.registrar.credentials_seen.pop(extension_id, None)
+            await self.registrar.drop(extension_id)
