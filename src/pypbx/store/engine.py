@@ -1,0 +1,96 @@
+"""The one place where database engines are made.
+
+SQLite needs per-connection setup that PostgreSQL does not: foreign keys are off by
+default, WAL must be asked for (so history queries do not stall registrations), a busy
+timeout stops concurrent writers from failing at once, and the driver's own transaction
+handling must be replaced by plain BEGIN so that DDL (migrations) is transactional too.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+logger = logging.getLogger(__name__)
+
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+_BUSY_TIMEOUT_MS = 10_000
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Pick the asyncio driver for a plain `sqlite://` or `postgresql://` URL.
+
+    Raises ValueError for any other backend: only these two are tested.
+    """
+    parsed = make_url(url)
+    driver = _DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+    return parsed.set(drivername=driver)
+
+
+def is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL, or None for an in-memory database."""
+    database = url.database or ""
+    if not is_sqlite(url) or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def sqlite_url(path: Path) -> str:
+    """The URL of a SQLite database file (for the default store inside the data dir)."""
+    return f"sqlite+aiosqlite:///{path.resolve()}"
+
+
+def make_engine(url: URL, *, migrating: bool = False) -> AsyncEngine:
+    """Create an engine; `migrating=True` makes the SQLite engine that runs migrations.
+
+    That engine has foreign keys off, because Alembic's batch mode rebuilds a SQLite table
+    by copy-drop-rename and dropping `extensions` would cascade into `bindings`. It also
+    takes the write lock when a transaction begins (BEGIN IMMEDIATE), so a second process
+    opening the same new file waits for the first one's migration instead of failing
+    half-way through its own.
+    """
+    engine = create_async_engine(url)
+    if is_sqlite(url):
+        _configure_sqlite(engine, migrating=migrating)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine, *, migrating: bool) -> None:
+    foreign_keys = "OFF" if migrating else "ON"
+    begin = "BEGIN IMMEDIATE" if migrating else "BEGIN"
+
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # Autocommit at the driver level: no implicit BEGIN, so PRAGMAs take effect here
+        # and `on_begin` below owns transaction boundaries (making DDL transactional).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA foreign_keys={foreign_keys}")
+            cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode=WAL")
+        finally:
+            cursor.close()
+
+    def on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+    event.listen(engine.sync_engine, "connect", on_connect)
+    event.listen(engine.sync_engine, "begin", on_begin)

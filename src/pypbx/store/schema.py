@@ -1,0 +1,126 @@
+"""The tables, as SQLAlchemy Core metadata.
+
+This is the schema the code queries; the Alembic migrations are what creates it. A test
+compares the two (alembic's `compare_metadata`), so a change here without a migration fails
+the build instead of failing at a customer's site.
+
+Strings are unbounded (TEXT / VARCHAR) on purpose: SQLite does not enforce lengths and
+PostgreSQL does, and the two backends must accept exactly the same data.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Stored as naive UTC (same column type on both backends), returned aware UTC.
+
+    Callers' datetimes are checked for awareness before they reach a statement (see
+    `rows.to_db_time`); converting here again keeps any aware zone correct.
+    """
+
+    impl = sa.DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+# A 64-bit key on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the auto-numbered rowid.
+_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+extensions = sa.Table(
+    "extensions",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),
+    sa.Column("type", sa.Text(), nullable=False),
+    sa.Column("enabled", sa.Boolean(), nullable=False),
+    sa.Column("user_id", sa.Text(), nullable=False),
+    sa.Column("username", sa.Text(), nullable=False),
+    sa.Column("authorization_name", sa.Text(), nullable=False),
+    sa.Column("password", sa.Text(), nullable=True),
+    sa.Column("ha1_md5", sa.Text(), nullable=True),
+    sa.Column("ha1_sha256", sa.Text(), nullable=True),
+    sa.Column("settings", sa.JSON(), nullable=False),
+    sa.Column("last_ip", sa.Text(), nullable=False),
+    sa.Column("user_agent", sa.Text(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_extensions_authorization_name", "authorization_name"),
+    sa.Index("ix_extensions_username", "username"),
+)
+
+office_users = sa.Table(
+    "office_users",
+    metadata,
+    sa.Column("username", sa.Text(), primary_key=True),
+    sa.Column("password_hash", sa.Text(), nullable=False),
+    sa.Column("may_use_api", sa.Boolean(), nullable=False),
+    sa.Column("is_admin", sa.Boolean(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# The primary key (extension_id, contact) is also the index for lookups by extension_id.
+bindings = sa.Table(
+    "bindings",
+    metadata,
+    sa.Column(
+        "extension_id",
+        sa.Text(),
+        sa.ForeignKey("extensions.id", ondelete="CASCADE", name="fk_bindings_extension_id"),
+        primary_key=True,
+    ),
+    sa.Column("contact", sa.Text(), primary_key=True),
+    sa.Column("source", sa.Text(), nullable=False),
+    sa.Column("transport", sa.Text(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("call_id", sa.Text(), nullable=False),
+    sa.Column("cseq", sa.Integer(), nullable=False),
+    sa.Column("user_agent", sa.Text(), nullable=False),
+    sa.Column("instance_id", sa.Text(), nullable=False),
+    sa.Index("ix_bindings_expires_at", "expires_at"),
+)
+
+call_history = sa.Table(
+    "call_history",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("call_id", sa.Text(), nullable=False),
+    sa.Column("start_time", UTCDateTime(), nullable=False),
+    sa.Column("answer_time", UTCDateTime(), nullable=True),
+    sa.Column("end_time", UTCDateTime(), nullable=True),
+    sa.Column("direction", sa.Text(), nullable=False),
+    sa.Column("source", sa.Text(), nullable=False),
+    sa.Column("destination", sa.Text(), nullable=False),
+    sa.Column("dialed", sa.Text(), nullable=False),
+    sa.Column("caller_id", sa.Text(), nullable=False),
+    sa.Column("state", sa.Text(), nullable=True),
+    sa.Column("type", sa.Text(), nullable=False),
+    sa.Column("ring_duration", sa.Float(), nullable=False),
+    sa.Column("talk_duration", sa.Float(), nullable=False),
+    sa.Index("ux_call_history_call_id", "call_id", unique=True),
+    sa.Index("ix_call_history_start_time", "start_time"),
+    sa.Index("ix_call_history_source", "source"),
+    sa.Index("ix_call_history_destination", "destination"),
+    sa.Index("ix_call_history_state", "state"),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("key", sa.Text(), primary_key=True),
+    sa.Column("value", sa.JSON(), nullable=True),
+)

@@ -1,0 +1,345 @@
+"""The persistent store: everything that must survive a restart.
+
+One class in front of SQLite (default) or PostgreSQL (shared store when scaling out), with
+the same statements on both. Every method is one short transaction and every write is a
+single statement, so SQLite's one-writer rule never turns into a deadlock between two
+transactions that read first and write later. The work runs in the drivers' own threads
+(aiosqlite) or sockets (asyncpg), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pypbx.store import rows
+from pypbx.store.engine import make_engine, normalize_url, sqlite_file
+from pypbx.store.history_filter import history_conditions
+from pypbx.store.migrate import upgrade_to_head
+from pypbx.store.records import (
+    AlreadyExistsError,
+    BindingRecord,
+    CallHistoryRecord,
+    ExtensionRecord,
+    HistoryQuery,
+    NotFoundError,
+    OfficeUserRecord,
+    utcnow,
+)
+from pypbx.store.schema import bindings, call_history, extensions, office_users, settings
+
+logger = logging.getLogger(__name__)
+
+_NUMERIC = re.compile(r"[0-9]+")
+
+
+def _extension_order(ext: ExtensionRecord) -> tuple[int, int, str]:
+    """Numeric ids first in numeric order (9 before 10), then the others by text."""
+    if _NUMERIC.fullmatch(ext.id):
+        return (0, int(ext.id), ext.id)
+    return (1, 0, ext.id)
+
+
+class Store:
+    """Async access to extensions, office users, bindings, call history and settings.
+
+    Create with `await Store.open(url)`; the constructor only wraps a ready engine.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """Connect and migrate to the newest schema.
+
+        For SQLite the file's directory is created. Migrations there run on a separate
+        engine (see `engine.make_engine`); an in-memory database lives in one connection,
+        so it is migrated through the main engine instead.
+        """
+        parsed = normalize_url(url)
+        path = sqlite_file(parsed)
+        if path is not None:
+            await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        engine = make_engine(parsed)
+        try:
+            if path is None:
+                await upgrade_to_head(engine)
+            else:
+                migration_engine = make_engine(parsed, migrating=True)
+                try:
+                    await upgrade_to_head(migration_engine)
+                finally:
+                    await migration_engine.dispose()
+        except BaseException:
+            await engine.dispose()
+            raise
+        logger.info("store opened (%s)", parsed.render_as_string(hide_password=True))
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _upsert(self, table: sa.Table, values: dict[str, Any], keys: list[str]) -> sa.Insert:
+        """INSERT ... ON CONFLICT (keys) DO UPDATE: one atomic statement on both backends."""
+        updates = [name for name in values if name not in keys]
+        if self._engine.dialect.name == "postgresql":
+            pg_stmt = postgresql.insert(table).values(values)
+            return pg_stmt.on_conflict_do_update(
+                index_elements=keys, set_={name: pg_stmt.excluded[name] for name in updates}
+            )
+        lite_stmt = sqlite.insert(table).values(values)
+        return lite_stmt.on_conflict_do_update(
+            index_elements=keys, set_={name: lite_stmt.excluded[name] for name in updates}
+        )
+
+    async def _write(self, statement: sa.Executable) -> int:
+        """Run one write statement in its own transaction; returns the affected row count."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(statement)
+            return result.rowcount
+
+    async def _read(self, statement: sa.Select[Any]) -> list[sa.RowMapping]:
+        async with self._engine.connect() as conn:
+            result = await conn.execute(statement)
+            return list(result.mappings())
+
+    # -- extensions ---------------------------------------------------------------------
+
+    async def add_extension(self, ext: ExtensionRecord) -> None:
+        """Insert; AlreadyExistsError if the id is taken (by an extension of any type)."""
+        try:
+            await self._write(sa.insert(extensions).values(rows.extension_values(ext)))
+        except IntegrityError as exc:
+            raise AlreadyExistsError(f"extension {ext.id!r} already exists") from exc
+
+    async def get_extension(self, ext_id: str) -> ExtensionRecord | None:
+        found = await self._read(sa.select(extensions).where(extensions.c.id == ext_id))
+        return rows.extension_from_row(found[0]) if found else None
+
+    async def find_extension_by_auth_name(self, name: str) -> ExtensionRecord | None:
+        """The extension a SIP client authenticates as.
+
+        Its authorization name, or its username when no authorization name is set; an
+        explicit authorization name wins, and a username never overrides one. An empty
+        name matches nothing (it would otherwise match every extension without one).
+        """
+        if not name:
+            return None
+        c = extensions.c
+        statement = (
+            sa.select(extensions, (c.authorization_name == name).label("_by_auth"))
+            .where(
+                sa.or_(
+                    c.authorization_name == name,
+                    sa.and_(c.authorization_name == "", c.username == name),
+                )
+            )
+            .order_by(sa.desc("_by_auth"), c.id)
+            .limit(1)
+        )
+        found = await self._read(statement)
+        return rows.extension_from_row(found[0]) if found else None
+
+    async def update_extension(self, ext: ExtensionRecord) -> None:
+        """Replace the configuration of an existing extension; NotFoundError if missing.
+
+        `last_ip`, `user_agent` and `created_at` are left as stored: they belong to the
+        registrar and to creation, and a config edit built from a fresh record must not
+        wipe them.
+        """
+        statement = (
+            sa.update(extensions)
+            .where(extensions.c.id == ext.id)
+            .values(**rows.extension_config_values(ext), updated_at=utcnow())
+        )
+        if await self._write(statement) == 0:
+            raise NotFoundError(f"extension {ext.id!r} does not exist")
+
+    async def remove_extension(self, ext_id: str) -> bool:
+        """Delete (its bindings go with it); False if there was no such extension."""
+        removed = await self._write(sa.delete(extensions).where(extensions.c.id == ext_id))
+        return removed > 0
+
+    async def list_extensions(self, type: str | None = None) -> list[ExtensionRecord]:
+        statement = sa.select(extensions)
+        if type is not None:
+            statement = statement.where(extensions.c.type == type)
+        found = [rows.extension_from_row(row) for row in await self._read(statement)]
+        return sorted(found, key=_extension_order)
+
+    async def set_extension_runtime(self, ext_id: str, *, last_ip: str, user_agent: str) -> None:
+        """Record where an extension last registered from; ignored if it was just removed."""
+        statement = (
+            sa.update(extensions)
+            .where(extensions.c.id == ext_id)
+            .values(last_ip=last_ip, user_agent=user_agent)
+        )
+        if await self._write(statement) == 0:
+            logger.debug("runtime info for unknown extension %r ignored", ext_id)
+
+    # -- office users -------------------------------------------------------------------
+
+    async def add_user(self, user: OfficeUserRecord) -> None:
+        try:
+            await self._write(sa.insert(office_users).values(rows.user_values(user)))
+        except IntegrityError as exc:
+            raise AlreadyExistsError(f"user {user.username!r} already exists") from exc
+
+    async def get_user(self, username: str) -> OfficeUserRecord | None:
+        found = await self._read(sa.select(office_users).where(office_users.c.username == username))
+        return rows.user_from_row(found[0]) if found else None
+
+    async def update_user(self, user: OfficeUserRecord) -> None:
+        """Change password hash and rights; NotFoundError if the user does not exist."""
+        statement = (
+            sa.update(office_users)
+            .where(office_users.c.username == user.username)
+            .values(
+                password_hash=user.password_hash,
+                may_use_api=user.may_use_api,
+                is_admin=user.is_admin,
+            )
+        )
+        if await self._write(statement) == 0:
+            raise NotFoundError(f"user {user.username!r} does not exist")
+
+    async def remove_user(self, username: str) -> bool:
+        removed = await self._write(
+            sa.delete(office_users).where(office_users.c.username == username)
+        )
+        return removed > 0
+
+    async def list_users(self) -> list[OfficeUserRecord]:
+        found = await self._read(sa.select(office_users).order_by(office_users.c.username))
+        return [rows.user_from_row(row) for row in found]
+
+    async def count_users(self) -> int:
+        async with self._engine.connect() as conn:
+            count = await conn.scalar(sa.select(sa.func.count()).select_from(office_users))
+        return int(count or 0)
+
+    # -- registrations ------------------------------------------------------------------
+
+    async def save_binding(self, b: BindingRecord) -> None:
+        """Insert or refresh the binding (extension_id, contact); NotFoundError if the
+        extension does not exist."""
+        statement = self._upsert(bindings, rows.binding_values(b), ["extension_id", "contact"])
+        try:
+            await self._write(statement)
+        except IntegrityError as exc:
+            raise NotFoundError(f"extension {b.extension_id!r} does not exist") from exc
+
+    async def delete_binding(self, extension_id: str, contact: str) -> None:
+        await self._write(
+            sa.delete(bindings).where(
+                bindings.c.extension_id == extension_id, bindings.c.contact == contact
+            )
+        )
+
+    async def delete_bindings(self, extension_id: str) -> None:
+        await self._write(sa.delete(bindings).where(bindings.c.extension_id == extension_id))
+
+    async def list_bindings(self) -> list[BindingRecord]:
+        found = await self._read(
+            sa.select(bindings).order_by(bindings.c.extension_id, bindings.c.contact)
+        )
+        return [rows.binding_from_row(row) for row in found]
+
+    async def purge_expired_bindings(self, now: datetime) -> int:
+        """Delete bindings whose expiry is at or before `now`; returns how many."""
+        cutoff = rows.to_db_time(now, "now")
+        return await self._write(sa.delete(bindings).where(bindings.c.expires_at <= cutoff))
+
+    # -- call history -------------------------------------------------------------------
+
+    async def start_history(self, rec: CallHistoryRecord) -> None:
+        """Insert the row of a call that has just started (normally with state None).
+
+        AlreadyExistsError if the call id was ever used: call ids are unique for the life
+        of the database.
+        """
+        try:
+            await self._write(sa.insert(call_history).values(rows.history_values(rec)))
+        except IntegrityError as exc:
+            raise AlreadyExistsError(f"call {rec.call_id!r} already in history") from exc
+
+    async def finish_history(self, rec: CallHistoryRecord) -> None:
+        """Write the final row of a call: update by call id, or insert if it never started."""
+        await self._write(self._upsert(call_history, rows.history_values(rec), ["call_id"]))
+
+    async def close_unfinished_history(self, state: str, end_time: datetime) -> int:
+        """Mark calls left in progress by a crash as ended; returns how many.
+
+        Run at startup, before any call is accepted. An end time already recorded is kept.
+        """
+        end = rows.to_db_time(end_time, "end_time")
+        c = call_history.c
+        statement = (
+            sa.update(call_history)
+            .where(c.state.is_(None))
+            .values(state=state, end_time=sa.func.coalesce(c.end_time, end))
+        )
+        closed = await self._write(statement)
+        if closed:
+            logger.warning("closed %d unfinished call history rows as %s", closed, state)
+        return closed
+
+    async def query_history(self, q: HistoryQuery) -> tuple[int, list[CallHistoryRecord]]:
+        """Total number of matching calls, and the requested page in ascending start time."""
+        if q.page < 0:
+            raise ValueError("page must be >= 0")
+        if q.rows_per_page < 1:
+            raise ValueError("rows_per_page must be >= 1")
+        conditions = history_conditions(q)
+        count_statement = sa.select(sa.func.count()).select_from(call_history).where(*conditions)
+        page_statement = (
+            sa.select(call_history)
+            .where(*conditions)
+            .order_by(call_history.c.start_time, call_history.c.id)
+            .limit(q.rows_per_page)
+            .offset(q.page * q.rows_per_page)
+        )
+        async with self._engine.connect() as conn:
+            total = await conn.scalar(count_statement)
+            page = (await conn.execute(page_statement)).mappings().all()
+        return int(total or 0), [rows.history_from_row(row) for row in page]
+
+    async def call_id_exists(self, call_id: str) -> bool:
+        found = await self._read(
+            sa.select(call_history.c.id).where(call_history.c.call_id == call_id)
+        )
+        return bool(found)
+
+    # -- settings -----------------------------------------------------------------------
+
+    async def get_setting(self, key: str, default: Any = None) -> Any:
+        """The stored JSON value, or `default` if the key was never set."""
+        found = await self._read(sa.select(settings.c.value).where(settings.c.key == key))
+        return found[0]["value"] if found else default
+
+    async def set_setting(self, key: str, value: Any) -> None:
+        """Store any JSON-serialisable value under `key` (replacing the old one)."""
+        await self._write(self._upsert(settings, {"key": key, "value": value}, ["key"]))
