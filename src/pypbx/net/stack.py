@@ -127,7 +127,7 @@ class SipStack:
             message = parse_message(data)
         except SipParseError as exc:
             self.malformed_count += 1
-            if exc.request is not None:
+            if exc.request is not None and exc.request.method != "ACK":
                 log.info("400 to %s:%d: %s", source[0], source[1], exc.reason)
                 response = make_response(exc.request, 400, exc.reason)
                 self._send_raw(response.serialize(), source, transport)

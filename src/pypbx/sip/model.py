@@ -1,0 +1,311 @@
+"""SIP requests and responses as objects, and their serialisation (RFC 3261 §7).
+
+Why typed views are properties over raw headers: a PBX relays far more header text than it
+reads, so parsing Address/Via values is deferred to first access and cached against the raw
+string it came from.  Changing a header through ``headers`` therefore invalidates the view by
+itself; the returned objects are shared with the cache and must not be mutated in place
+(``copy()`` them, or assign through the property setters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Self, TypeVar, cast
+
+from pypbx.sip._lex import TOKEN_RE, split_outside
+from pypbx.sip.address import Address
+from pypbx.sip.errors import SipParseError
+from pypbx.sip.headers import Headers
+from pypbx.sip.status import reason_phrase
+from pypbx.sip.uri import SipURI
+from pypbx.sip.via import Via
+
+_T = TypeVar("_T")
+_MAX_CSEQ = 2**31 - 1
+_MAX_EXPIRES = 2**32 - 1
+
+
+def parse_cseq(text: str) -> tuple[int, str]:
+    """``CSeq: 314159 INVITE`` -> (314159, 'INVITE'); the number is below 2**31 (§8.1.1.5)."""
+    parts = text.split()
+    if len(parts) != 2:
+        raise SipParseError("Bad CSeq")
+    number, method = parts
+    if not (number.isascii() and number.isdigit() and len(number) <= 10):
+        raise SipParseError("Bad CSeq")
+    value = int(number)
+    if value > _MAX_CSEQ or not TOKEN_RE.fullmatch(method):
+        raise SipParseError("Bad CSeq")
+    return value, method
+
+
+def _parse_vias(fields: tuple[str, ...]) -> list[Via]:
+    return [Via.parse(value) for field in fields for value in split_outside(field, ",")]
+
+
+def _parse_top_via(field: str) -> Via:
+    return Via.parse(field.partition(",")[0] if '"' not in field else split_outside(field, ",")[0])
+
+
+def _parse_from(text: str) -> Address:
+    return Address.parse(text, "From")
+
+
+def _parse_to(text: str) -> Address:
+    return Address.parse(text, "To")
+
+
+class Message:
+    """What requests and responses share: headers, body and typed header views.
+
+    Properties for mandatory headers (call_id, cseq, from_addr, to_addr, top_via) raise
+    ``SipParseError`` when the header is missing or malformed; ``parse_message`` has already
+    checked them for every message it returns.  List views (vias, contacts, routes,
+    record_routes) are parsed lazily and may raise ``SipParseError`` on first access.
+    """
+
+    headers: Headers
+    body: bytes
+    _cache: dict[str, tuple[object, object]]
+
+    def _view(self, key: str, raw: _T, parse: Callable[[_T], object]) -> object:
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        value = parse(raw)
+        self._cache[key] = (raw, value)
+        return value
+
+    def _required(self, name: str) -> str:
+        value = self.headers.get(name)
+        if value is None:
+            raise SipParseError(f"Missing {name}")
+        return value
+
+    # -- mandatory headers -------------------------------------------------------------------
+
+    @property
+    def call_id(self) -> str:
+        value = self._required("Call-ID")
+        if not value:
+            raise SipParseError("Bad Call-ID")
+        return value
+
+    @call_id.setter
+    def call_id(self, value: str) -> None:
+        self.headers.set("Call-ID", value)
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        return cast(tuple[int, str], self._view("CSeq", self._required("CSeq"), parse_cseq))
+
+    @cseq.setter
+    def cseq(self, value: tuple[int, str]) -> None:
+        self.headers.set("CSeq", f"{value[0]} {value[1]}")
+
+    @property
+    def from_addr(self) -> Address:
+        return cast(Address, self._view("From", self._required("From"), _parse_from))
+
+    @from_addr.setter
+    def from_addr(self, value: Address) -> None:
+        self.headers.set("From", str(value))
+
+    @property
+    def to_addr(self) -> Address:
+        return cast(Address, self._view("To", self._required("To"), _parse_to))
+
+    @to_addr.setter
+    def to_addr(self, value: Address) -> None:
+        self.headers.set("To", str(value))
+
+    @property
+    def top_via(self) -> Via:
+        return cast(Via, self._view("top-Via", self._required("Via"), _parse_top_via))
+
+    @top_via.setter
+    def top_via(self, value: Via) -> None:
+        vias = self.vias
+        vias[0:1] = [value]
+        self.vias = vias
+
+    @property
+    def vias(self) -> list[Via]:
+        """Every Via value, top first (a fresh list; the Via objects are shared)."""
+        fields = tuple(self.headers.get_fields("Via"))
+        return list(cast(list[Via], self._view("Via", fields, _parse_vias)))
+
+    @vias.setter
+    def vias(self, value: list[Via]) -> None:
+        self.headers.replace_all("Via", [str(via) for via in value])
+
+    # -- optional headers --------------------------------------------------------------------
+
+    def _addresses(self, name: str) -> list[Address]:
+        fields = tuple(self.headers.get_fields(name))
+
+        def parse(raw: tuple[str, ...]) -> list[Address]:
+            return [address for field in raw for address in Address.parse_list(field, name)]
+
+        return list(cast(list[Address], self._view(name, fields, parse)))
+
+    @property
+    def has_wildcard_contact(self) -> bool:
+        """True for ``Contact: *`` (REGISTER remove-all, §10.2.2)."""
+        return any(value == "*" for value in self.headers.get_all("Contact"))
+
+    @property
+    def contacts(self) -> list[Address]:
+        """Contact addresses; raises ``SipParseError`` for ``*`` (test has_wildcard_contact)."""
+        if self.has_wildcard_contact:
+            raise SipParseError("Wildcard Contact")
+        return self._addresses("Contact")
+
+    @contacts.setter
+    def contacts(self, value: list[Address]) -> None:
+        self.headers.replace_all("Contact", [str(address) for address in value])
+
+    @property
+    def routes(self) -> list[Address]:
+        return self._addresses("Route")
+
+    @property
+    def record_routes(self) -> list[Address]:
+        return self._addresses("Record-Route")
+
+    @property
+    def max_forwards(self) -> int | None:
+        value = self.headers.get("Max-Forwards")
+        if value is None:
+            return None
+        if not (value.isascii() and value.isdigit() and len(value) <= 10):
+            raise SipParseError("Bad Max-Forwards")
+        return int(value)
+
+    @max_forwards.setter
+    def max_forwards(self, value: int | None) -> None:
+        if value is None:
+            self.headers.remove("Max-Forwards")
+        else:
+            self.headers.set("Max-Forwards", value)
+
+    @property
+    def content_type(self) -> str | None:
+        """The media type without parameters, lowercased ('application/sdp'), or None."""
+        value = self.headers.get("Content-Type")
+        if value is None:
+            return None
+        return value.partition(";")[0].strip().lower() or None
+
+    @property
+    def expires(self) -> int | None:
+        """Expires in seconds (clamped to 2**32-1, §20.19); None if absent or not a number."""
+        value = self.headers.get("Expires")
+        if value is None or not (value.isascii() and value.isdigit()):
+            return None
+        return min(int(value), _MAX_EXPIRES)
+
+    # -- output ------------------------------------------------------------------------------
+
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    def serialize(self) -> bytes:
+        """Wire form with canonical names and a Content-Length that matches ``body``."""
+        lines = [self.start_line()]
+        lines.extend(
+            f"{name}: {value}"
+            for key, name, value in self.headers._fields
+            if key != "content-length"
+        )
+        lines.append(f"Content-Length: {len(self.body)}\r\n\r\n")
+        return "\r\n".join(lines).encode() + self.body
+
+    def copy(self) -> Self:
+        raise NotImplementedError
+
+
+@dataclass(init=False, repr=False, eq=True)
+class Request(Message):
+    """A SIP request; ``method`` is case-sensitive (§7.1)."""
+
+    method: str
+    uri: SipURI
+    headers: Headers
+    body: bytes
+
+    def __init__(
+        self, method: str, uri: SipURI, headers: Headers | None = None, body: bytes = b""
+    ) -> None:
+        self.method = method
+        self.uri = uri
+        self.headers = Headers() if headers is None else headers
+        self.body = body
+        self._cache = {}
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri} SIP/2.0"
+
+    def copy(self) -> Self:
+        return type(self)(self.method, self.uri.copy(), self.headers.copy(), self.body)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri} Call-ID={self.headers.get('Call-ID')}>"
+
+
+@dataclass(init=False, repr=False, eq=True)
+class Response(Message):
+    """A SIP response."""
+
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes
+
+    def __init__(
+        self, status: int, reason: str | None = None, headers: Headers | None = None,
+        body: bytes = b"",
+    ) -> None:  # fmt: skip
+        self.status = status
+        self.reason = reason_phrase(status) if reason is None else reason
+        self.headers = Headers() if headers is None else headers
+        self.body = body
+        self._cache = {}
+
+    def start_line(self) -> str:
+        return f"SIP/2.0 {self.status} {self.reason}"
+
+    def copy(self) -> Self:
+        return type(self)(self.status, self.reason, self.headers.copy(), self.body)
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason} Call-ID={self.headers.get('Call-ID')}>"
+
+
+def make_response(
+    request: Request, status: int, reason: str | None = None, *, to_tag: str | None = None
+) -> Response:
+    """A response to ``request`` per §8.2.6.2: Vias, From, To, Call-ID and CSeq copied.
+
+    ``to_tag`` is appended to To unless To already has a tag.  Record-Route is not copied
+    (dialog-creating UAS code does that); Timestamp is echoed in 100 Trying (§8.2.6.1).
+    Tolerates a request whose headers are missing or malformed (the 400 path).
+    """
+    source = request.headers
+    fields = [field for field in source._fields if field[0] == "via"]
+    for key in ("from", "to", "call-id", "cseq"):
+        fields.extend(field for field in source._fields if field[0] == key)
+    if to_tag is not None:
+        for index, (key, name, value) in enumerate(fields):
+            if key == "to":
+                try:
+                    has_tag = request.to_addr.tag is not None
+                except SipParseError:
+                    break
+                if not has_tag:
+                    fields[index] = (key, name, f"{value};tag={to_tag}")
+                break
+    if status == 100:
+        fields.extend(field for field in source._fields if field[0] == "timestamp")
+    return Response(status, reason, Headers._trusted(fields))

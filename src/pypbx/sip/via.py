@@ -1,0 +1,81 @@
+"""Via header values (RFC 3261 §18.2, §20.42, RFC 3581 rport).
+
+Why LWS is tolerated inside ``SIP / 2.0 / UDP``: the grammar allows it (SLASH = SWS "/" SWS,
+COLON likewise) and torture tests use it; the serialised form is always the compact one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pypbx.sip._lex import format_hostport, format_params, parse_params, split_hostport
+from pypbx.sip.errors import SipParseError
+from pypbx.sip.ids import generate_branch
+
+_SENT_PROTOCOL_RE = re.compile(
+    r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+(\S(?:[^;]*\S)?)\s*", re.IGNORECASE
+)
+_COLON_LWS_RE = re.compile(r"\s*:\s*")
+
+
+@dataclass(slots=True)
+class Via:
+    """One Via value; ``transport`` is uppercase, ``host`` has no IPv6 brackets.
+
+    Instances returned by message properties are shared caches: ``copy()`` before changing.
+    """
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Via:
+        """Parse one Via value (not a comma-separated list); raises ``SipParseError``."""
+        head, semi, params_text = text.partition(";")
+        match = _SENT_PROTOCOL_RE.fullmatch(head)
+        if match is None:
+            raise SipParseError("Bad Via")
+        sent_by = _COLON_LWS_RE.sub(":", match.group(2))  # allow "host : port"
+        host, port = split_hostport(sent_by, "Via")
+        params = parse_params(";" + params_text, "Via") if semi else {}
+        return cls(match.group(1).upper(), host, port, params)
+
+    @classmethod
+    def new(cls, transport: str, host: str, port: int | None) -> Via:
+        """A Via for a new client transaction: fresh branch and an empty rport flag."""
+        return cls(transport.upper(), host, port, {"branch": generate_branch(), "rport": None})
+
+    def __str__(self) -> str:
+        return (
+            f"SIP/2.0/{self.transport} {format_hostport(self.host, self.port)}"
+            f"{format_params(self.params)}"
+        )
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def has_rport(self) -> bool:
+        """True if the rport parameter is present, with or without a value."""
+        return "rport" in self.params
+
+    @property
+    def rport(self) -> int | None:
+        """The numeric rport value, or None when absent or an empty flag."""
+        value = self.params.get("rport")
+        if value and value.isascii() and value.isdigit() and len(value) <= 5:
+            return int(value)
+        return None
+
+    def copy(self, **changes: Any) -> Via:
+        changes.setdefault("params", dict(self.params))
+        return replace(self, **changes)
