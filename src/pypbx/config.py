@@ -1,0 +1,380 @@
+"""Runtime settings: CLI flags > environment (PYPBX_*) > TOML file > defaults.
+
+One dataclass tree is built once at startup and handed to the app, so no module reads the
+environment or the file on its own. Every bad value is reported with the
+place it came from (`--rtp-ports`, `PYPBX_RTP_PORTS`, or the TOML key and file), because
+"invalid port" without a source is useless to someone with three layers of configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import logging
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+from pypbx import __version__
+
+logger = logging.getLogger(__name__)
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting is malformed; the message names the setting and where it came from."""
+
+
+class HostPort(NamedTuple):
+    """A listen address; `host` is an IP literal (IPv6 without brackets) or a host name."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class PortRange(NamedTuple):
+    """Inclusive UDP port range for RTP (and RTCP on the odd neighbours)."""
+
+    lo: int
+    hi: int
+
+    def __str__(self) -> str:
+        return f"{self.lo}-{self.hi}"
+
+
+@dataclass
+class SipSettings:
+    """[sip] section of the TOML file (no CLI flags: rarely changed, many knobs)."""
+
+    realm: str = "pypbx"
+    ring_timeout: float = 90.0
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 600
+    nonce_lifetime: int = 300
+    advertised_address: str | None = None
+    user_agent: str = f"pypbx/{__version__}"
+
+
+@dataclass
+class HttpApiSettings:
+    """[http_api] section: access control for the Ozeki-compatible HTTP API."""
+
+    auth_required: bool = True
+    allowed_networks: list[str] = field(default_factory=list)
+    denied_addresses: list[str] = field(default_factory=list)
+    domain: str = "localhost"
+
+
+@dataclass
+class MediaSettings:
+    """[media] section."""
+
+    advertised_address: str | None = None
+
+
+@dataclass
+class SecuritySettings:
+    """[security] section.
+
+    keep_sip_passwords: store SIP passwords so GetConfig can return them (Ozeki behaviour);
+    when false only the digest HA1 is kept.
+    """
+
+    keep_sip_passwords: bool = True
+
+
+DEFAULT_SIP_LISTEN = HostPort("0.0.0.0", 5060)
+DEFAULT_HTTP_LISTEN = HostPort("0.0.0.0", 7780)
+DEFAULT_RTP_PORTS = PortRange(10000, 20000)
+
+
+def default_db_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{data_dir}/pypbx.sqlite3"
+
+
+@dataclass
+class Settings:
+    """Everything the PBX needs to start. Build it with load_settings()."""
+
+    data_dir: Path = Path("data")
+    db_url: str = ""  # empty: SQLite file in data_dir (filled in by __post_init__)
+    sip_listen: HostPort = DEFAULT_SIP_LISTEN
+    http_listen: HostPort = DEFAULT_HTTP_LISTEN
+    rtp_ports: PortRange = DEFAULT_RTP_PORTS
+    admin_password: str | None = None
+    log_level: str = "INFO"
+    sip: SipSettings = field(default_factory=SipSettings)
+    http_api: HttpApiSettings = field(default_factory=HttpApiSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    config_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.db_url:
+            self.db_url = default_db_url(self.data_dir)
+
+    def redacted(self) -> dict[str, Any]:
+        """A loggable view: the admin password and database credentials are masked."""
+        view = dataclasses.asdict(self)
+        if self.admin_password is not None:
+            view["admin_password"] = "***"
+        view["db_url"] = _redact_url(self.db_url)
+        return view
+
+
+def _redact_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+# -- value parsers: each takes the raw value and the source label used in error messages --
+
+
+def parse_host_port(value: str, source: str) -> HostPort:
+    """Parse HOST:PORT or [IPv6]:PORT."""
+    text = value.strip()
+    host: str
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or text[end + 1 : end + 2] != ":":
+            raise ConfigError(f'invalid {source} "{value}": expected HOST:PORT')
+        host, port_text = text[1:end], text[end + 2 :]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ConfigError(f'invalid {source} "{value}": expected HOST:PORT')
+    if not host:
+        raise ConfigError(f'invalid {source} "{value}": missing host')
+    return HostPort(host, _port(port_text, value, source))
+
+
+def _port(text: str, value: str, source: str) -> int:
+    if not text.isdigit():
+        raise ConfigError(f'invalid {source} "{value}": port must be a number')
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f'invalid {source} "{value}": port must be 1-65535')
+    return port
+
+
+def parse_port_range(value: str, source: str) -> PortRange:
+    """Parse LO-HI (inclusive); at least two ports, since RTP and RTCP come in pairs."""
+    lo_text, sep, hi_text = value.strip().partition("-")
+    if not sep or not lo_text.strip().isdigit() or not hi_text.strip().isdigit():
+        raise ConfigError(f'invalid {source} "{value}": expected LO-HI')
+    lo, hi = _port(lo_text.strip(), value, source), _port(hi_text.strip(), value, source)
+    if lo >= hi:
+        raise ConfigError(f'invalid {source} "{value}": LO must be below HI')
+    return PortRange(lo, hi)
+
+
+def parse_log_level(value: str, source: str) -> str:
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f'invalid {source} "{value}": expected one of {", ".join(LOG_LEVELS)}')
+    return level
+
+
+def parse_db_url(value: str, source: str) -> str:
+    if "://" not in value:
+        # the value is not echoed: a mistyped URL may still contain a password
+        raise ConfigError(
+            f"invalid {source}: expected a SQLAlchemy URL such as "
+            "sqlite+aiosqlite:///path/pypbx.sqlite3"
+        )
+    return value
+
+
+def _nonempty(value: str, source: str) -> str:
+    if not value:
+        raise ConfigError(f"invalid {source}: must not be empty")
+    return value
+
+
+def _path(value: str, source: str) -> Path:
+    return Path(_nonempty(value, source))
+
+
+# -- the top-level settings that have a CLI flag, an environment variable and a TOML key --
+
+
+@dataclass(frozen=True)
+class _Option:
+    attr: str  # Settings field
+    flag: str  # --flag (argparse dest is attr)
+    env: str
+    toml: str
+    parse: Callable[[str, str], Any]
+
+
+OPTIONS = (
+    _Option("data_dir", "--data-dir", "PYPBX_DATA_DIR", "data_dir", _path),
+    _Option("db_url", "--db", "PYPBX_DB", "db", parse_db_url),
+    _Option("sip_listen", "--sip-listen", "PYPBX_SIP_LISTEN", "sip_listen", parse_host_port),
+    _Option("http_listen", "--http-listen", "PYPBX_HTTP_LISTEN", "http_listen", parse_host_port),
+    _Option("rtp_ports", "--rtp-ports", "PYPBX_RTP_PORTS", "rtp_ports", parse_port_range),
+    _Option(
+        "admin_password", "--admin-password", "PYPBX_ADMIN_PASSWORD", "admin_password", _nonempty
+    ),
+    _Option("log_level", "--log-level", "PYPBX_LOG_LEVEL", "log_level", parse_log_level),
+)
+
+SECTIONS: dict[str, type[Any]] = {
+    "sip": SipSettings,
+    "http_api": HttpApiSettings,
+    "media": MediaSettings,
+    "security": SecuritySettings,
+}
+
+CONFIG_ENV = "PYPBX_CONFIG"
+
+
+def load_settings(
+    args: argparse.Namespace | None = None,
+    environ: Mapping[str, str] | None = None,
+    toml_path: Path | None = None,
+) -> Settings:
+    """Merge the layers into Settings; raise ConfigError naming the first bad value.
+
+    The TOML file is `toml_path` if given, else `args.config`, else $PYPBX_CONFIG; with none
+    of them no file is read. `environ` is passed in (not read from os.environ) so tests and
+    embedders control it. Empty environment variables count as unset. Relative paths are
+    relative to the working directory. The default database lives in the final data_dir,
+    whichever layer chose it.
+    """
+    env = environ or {}
+    path = toml_path or getattr(args, "config", None) or env.get(CONFIG_ENV) or None
+    file_values: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
+    if path is not None:
+        file_values, sections = _read_toml(Path(path))
+
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        cli_value = getattr(args, opt.attr, None) if args is not None else None
+        env_value = env.get(opt.env) or None
+        if cli_value is not None:
+            values[opt.attr] = opt.parse(str(cli_value), opt.flag)
+        elif env_value is not None:
+            values[opt.attr] = opt.parse(env_value, opt.env)
+        elif opt.toml in file_values:
+            values[opt.attr] = _toml_top_level(opt, file_values[opt.toml], Path(str(path)))
+    settings = Settings(**values, **sections)
+    settings.config_file = Path(path) if path is not None else None
+    return settings
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML in {path}: {exc}") from None
+    known_top = {opt.toml for opt in OPTIONS}
+    top: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"invalid [{key}] in {path}: expected a table")
+            sections[key] = _build_section(key, SECTIONS[key], value, path)
+        elif key in known_top:
+            top[key] = value
+        else:
+            raise ConfigError(f"unknown key '{key}' in {path}")
+    return top, sections
+
+
+def _toml_top_level(opt: _Option, value: Any, path: Path) -> Any:
+    source = f"{opt.toml} in {path}"
+    if opt.attr == "rtp_ports" and isinstance(value, list):
+        if len(value) != 2 or not all(_is_int(v) for v in value):
+            raise ConfigError(f'invalid {source}: expected [LO, HI] or "LO-HI"')
+        value = f"{value[0]}-{value[1]}"
+    if not isinstance(value, str):
+        raise ConfigError(f"invalid {source}: expected a string, got {type(value).__name__}")
+    return opt.parse(value, source)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _build_section(name: str, cls: type[T], table: dict[str, Any], path: Path) -> T:
+    """Type-check one TOML table against its dataclass; unknown keys are errors."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key '{key}' in [{name}] of {path}")
+        source = f"{name}.{key} in {path}"
+        kwargs[key] = _check_type(value, str(fields[key].type), source)
+    section = cls(**kwargs)
+    _validate_section(section, path)
+    return section
+
+
+def _check_type(value: Any, type_name: str, source: str) -> Any:
+    if type_name == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"invalid {source}: expected true or false")
+    elif type_name == "int":
+        if not _is_int(value) or value < 0:
+            raise ConfigError(f"invalid {source}: expected a non-negative integer")
+    elif type_name == "float":
+        if not (_is_int(value) or isinstance(value, float)) or value <= 0:
+            raise ConfigError(f"invalid {source}: expected a positive number")
+        value = float(value)
+    elif type_name == "str":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"invalid {source}: expected a non-empty string")
+    elif type_name == "str | None":
+        if not isinstance(value, str):
+            raise ConfigError(f"invalid {source}: expected a string")
+        value = value or None
+    elif type_name == "list[str]":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"invalid {source}: expected a list of strings")
+    else:  # pragma: no cover - a new field type without a checker is a programming error
+        raise AssertionError(f"no TOML type check for {type_name}")
+    return value
+
+
+def _validate_section(section: object, path: Path) -> None:
+    """Cross-field and semantic checks that a per-value type check cannot do."""
+    if isinstance(section, SipSettings):
+        if not section.min_expires <= section.default_expires <= section.max_expires:
+            raise ConfigError(
+                f"invalid [sip] in {path}: need min_expires <= default_expires <= max_expires "
+                f"(got {section.min_expires}, {section.default_expires}, {section.max_expires})"
+            )
+        if section.nonce_lifetime == 0:
+            raise ConfigError(f"invalid sip.nonce_lifetime in {path}: must be positive")
+    elif isinstance(section, HttpApiSettings):
+        for key in ("allowed_networks", "denied_addresses"):
+            for entry in getattr(section, key):
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ConfigError(
+                        f'invalid http_api.{key} in {path}: "{entry}" is not an IP address '
+                        "or CIDR network"
+                    ) from None

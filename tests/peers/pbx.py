@@ -1,0 +1,274 @@
+"""Run pypbx as a real subprocess (`python -m pypbx serve`) and talk to its HTTP API.
+
+Integration tests exercise the product as shipped: the CLI, the config layers, real
+sockets, real shutdown. Each instance gets a temporary data dir, its own loopback ports and
+a TOML file; readiness is "the HTTP API answers" (the app binds SIP before HTTP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from peers.ports import PortAllocator
+
+ADMIN_USER = "admin"
+
+
+class PbxError(RuntimeError):
+    """pypbx did not start, answer or stop as expected; the message has its log tail."""
+
+
+@dataclass
+class ApiResult:
+    """A parsed API response: <Code>, <Message> and the whole <Response> element."""
+
+    code: int
+    message: str
+    root: ET.Element
+    text: str
+
+    def rows(self, container: str, item: str) -> list[dict[str, str]]:
+        """Children of e.g. ActiveCalls/CallInfo as {tag: text} dicts."""
+        box = self.root.find(container)
+        if box is None:
+            raise AssertionError(f"no <{container}> in response:\n{self.text}")
+        return [{child.tag: child.text or "" for child in row} for row in box.findall(item)]
+
+
+def to_toml(tables: dict[str, dict[str, Any]]) -> str:
+    """Serialise {section: {key: value}} to TOML (strings, numbers, bools, string lists)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(item) for item in v) + "]"
+        raise TypeError(f"cannot write {v!r} as TOML")
+
+    lines: list[str] = []
+    for section, entries in tables.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {value(v)}" for key, v in entries.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+class PbxProcess:
+    """One pypbx server process; start() waits until its HTTP API answers."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        ports: PortAllocator,
+        *,
+        admin_password: str = "admin-secret-1",
+        config: dict[str, dict[str, Any]] | None = None,
+        log_level: str = "DEBUG",
+        rtp_port_count: int = 40,
+    ) -> None:
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.admin_password = admin_password
+        self.sip_port = ports.port()
+        self.http_port = ports.port()
+        rtp = ports.block(rtp_port_count)
+        self.rtp_ports = (rtp, rtp + rtp_port_count - 1)
+        self.log_path = workdir / "pypbx.log"
+        self.config_path = workdir / "pypbx.toml"
+        tables: dict[str, dict[str, Any]] = {
+            "sip": {"advertised_address": "127.0.0.1"},
+            "media": {"advertised_address": "127.0.0.1"},
+        }
+        for section, entries in (config or {}).items():
+            tables.setdefault(section, {}).update(entries)
+        self.config = tables
+        self.log_level = log_level
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def sip_address(self) -> str:
+        return f"127.0.0.1:{self.sip_port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "pypbx",
+            "serve",
+            "--config",
+            str(self.config_path),
+            "--data-dir",
+            str(self.data_dir),
+            "--sip-listen",
+            self.sip_address,
+            "--http-listen",
+            f"127.0.0.1:{self.http_port}",
+            "--rtp-ports",
+            f"{self.rtp_ports[0]}-{self.rtp_ports[1]}",
+            "--admin-password",
+            self.admin_password,
+            "--log-level",
+            self.log_level,
+        ]
+
+    def start(self, timeout: float = 20.0) -> PbxProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(to_toml(self.config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYPBX_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.command(),
+                cwd=self.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise PbxError(f"pypbx exited with {self.proc.returncode}\n{self.log_tail()}")
+            if self._http_answers():
+                return self
+            if time.monotonic() > deadline:
+                self.kill()
+                raise PbxError(f"pypbx HTTP API not up after {timeout} s\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def _http_answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.base_url, timeout=1.0) as resp:
+                resp.read()
+            return True
+        except urllib.error.HTTPError:
+            return True  # any HTTP answer means the server is up
+        except (OSError, TimeoutError):
+            return False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM and wait; returns the exit status, or None if it had to be killed."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return None
+        return proc.returncode
+
+    def kill(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    # -- HTTP API ----------------------------------------------------------------------------
+
+    def api(self, command: str, *, auth: bool = True, **params: str) -> ApiResult:
+        """POST one command (form-encoded) as user admin and parse the XML response."""
+        fields = {"command": command, **params}
+        if auth:
+            fields = {"Username": ADMIN_USER, "Password": self.admin_password, **fields}
+        body = urllib.parse.urlencode(fields).encode()
+        request = urllib.request.Request(
+            self.base_url,
+            data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10.0) as resp:
+                text = resp.read().decode()
+        except OSError as exc:
+            raise PbxError(f"API {command} failed: {exc}\n{self.log_tail()}") from exc
+        try:
+            root = ET.fromstring(text)  # our own server on loopback: trusted input
+        except ET.ParseError as exc:
+            raise PbxError(f"API {command} returned non-XML: {exc}\n{text}") from exc
+        code = root.findtext("Code")
+        if code is None:
+            raise PbxError(f"API {command} response without <Code>:\n{text}")
+        return ApiResult(int(code), root.findtext("Message") or "", root, text)
+
+    def add_sip_extension(self, ext: str, password: str) -> None:
+        """AddConfig a SIP extension whose user and auth names are the number itself."""
+        config = ET.Element("Config", knownType="SIPExtensionInfo")
+        for tag, text in (
+            ("AuthorizationName", ext),
+            ("Password", password),
+            ("Username", ext),
+            ("Enabled", "true"),
+            ("ID", ext),
+            ("UserID", f"user{ext}"),
+        ):
+            ET.SubElement(config, tag).text = text
+        xml = ET.tostring(config, encoding="unicode")
+        result = self.api("AddConfig", ExtensionType="SIP", ConfigXML=xml)
+        if result.code != 200:
+            raise PbxError(f"AddConfig {ext} failed: {result.code} {result.message}")
+
+    def active_calls(self) -> list[dict[str, str]]:
+        result = self.api("ListActiveCalls")
+        if result.code != 200:
+            raise PbxError(f"ListActiveCalls failed: {result.code} {result.message}")
+        return result.rows("ActiveCalls", "CallInfo")
+
+    def wait_for_calls(
+        self,
+        predicate: Callable[[list[dict[str, str]]], bool],
+        timeout: float = 10.0,
+        interval: float = 0.2,
+    ) -> list[dict[str, str]]:
+        """Poll ListActiveCalls until predicate(calls) is true; return those calls."""
+        deadline = time.monotonic() + timeout
+        calls = self.active_calls()
+        while not predicate(calls):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"ListActiveCalls never matched; last: {calls}")
+            time.sleep(interval)
+            calls = self.active_calls()
+        return calls
+
+    def send_udp(self, payloads: list[bytes], source_port: int | None = None) -> None:
+        """Fire raw datagrams at the SIP port (for robustness tests)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", source_port or 0))
+            for payload in payloads:
+                sock.sendto(payload, ("127.0.0.1", self.sip_port))
