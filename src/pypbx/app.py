@@ -87,6 +87,7 @@ async def _run(settings: Settings, store: Store) -> None:
         max_expires=settings.sip.max_expires,
         default_expires=settings.sip.default_expires,
         media_address=settings.media.advertised_address,
+        digest_algorithms=tuple(settings.sip.digest_algorithms),
     )
     await pbx.start()
     api_settings = ApiSettings(

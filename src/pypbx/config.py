@@ -63,6 +63,9 @@ class SipSettings:
     nonce_lifetime: int = 300
     advertised_address: str | None = None
     user_agent: str = f"pypbx/{__version__}"
+    # Challenges offered, in order. MD5 alone by default: baresip 1.0, SIPp and many desk
+    # phones give up when any challenge names an algorithm they lack.
+    digest_algorithms: list[str] = field(default_factory=lambda: ["MD5"])
 
 
 @dataclass
@@ -368,6 +371,12 @@ def _validate_section(section: object, path: Path) -> None:
             )
         if section.nonce_lifetime == 0:
             raise ConfigError(f"invalid sip.nonce_lifetime in {path}: must be positive")
+        algorithms = [a.upper() for a in section.digest_algorithms]
+        if not algorithms or any(a not in ("MD5", "SHA-256") for a in algorithms):
+            raise ConfigError(
+                f'invalid sip.digest_algorithms in {path}: expected a list of "MD5", "SHA-256"'
+            )
+        section.digest_algorithms = algorithms
     elif isinstance(section, HttpApiSettings):
         for key in ("allowed_networks", "denied_addresses"):
             for entry in getattr(section, key):

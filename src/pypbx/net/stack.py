@@ -216,9 +216,10 @@ class SipStack:
                     callbacks.on_timeout()
             else:
                 self.on_server_timeout(txn)
-        elif isinstance(event, TransactionTerminated):
-            if isinstance(event.transaction, ClientTransaction):
-                self._callbacks.pop(event.transaction, None)
+        elif isinstance(event, TransactionTerminated) and isinstance(
+            event.transaction, ClientTransaction
+        ):
+            self._callbacks.pop(event.transaction, None)
 
     def _arm_timer(self) -> None:
         deadline = self.layer.next_deadline()

@@ -10,8 +10,14 @@ import logging
 import time
 from dataclasses import dataclass
 
-from pypbx.sip.digest import DigestCredentials, DigestError, DigestVerifier, compute_ha1, parse_credentials
 from pypbx.pbx.replies import reply
+from pypbx.sip.digest import (
+    DigestCredentials,
+    DigestError,
+    DigestVerifier,
+    compute_ha1,
+    parse_credentials,
+)
 from pypbx.sip.message import Request, Response
 from pypbx.store.records import ExtensionRecord
 from pypbx.store.store import Store

@@ -154,7 +154,6 @@ class B2BUA:
 
     # ================================================================ new calls
     async def on_invite(self, event: RequestReceived) -> None:
-        request = event.request
         txn = event.transaction
         assert txn is not None
         self._setting_up.add(txn)
@@ -340,6 +339,10 @@ class B2BUA:
         status = response.status
         if status < 200:
             leg.got_provisional = True
+            if leg.cancel_pending:
+                leg.cancel_pending = False
+                self._send_cancel(leg)
+                return
             if status > 100 and not call.is_over and call.answered is None:
                 self._on_ringing(leg, response)
             return
@@ -409,7 +412,9 @@ class B2BUA:
         if live:
             return
         statuses = [f.final_status or 500 for f in call.forks]
-        chosen = next((s for s in _PREFERENCE if s in statuses), statuses[0] if statuses else status)
+        chosen = next(
+            (s for s in _PREFERENCE if s in statuses), statuses[0] if statuses else status
+        )
         state, result = _FAILURES.get(chosen, (CallState.ERROR, HistoryResult.ERROR))
         if chosen in (408,):
             chosen = 480
@@ -420,8 +425,6 @@ class B2BUA:
         if call.is_over or call.answered is not None:
             return
         log.info("call %s: no answer after %.0f s", call.id, self.ring_timeout)
-        for fork in list(call.forks):
-            self._cancel_fork(fork)
         self._reject_caller(call, 480, "Temporarily Unavailable")
         self._end(call, CallState.BUSY, HistoryResult.NOT_ANSWERED)
 
@@ -453,7 +456,9 @@ class B2BUA:
         if other is not None:
             self._send_bye(other)
         result = (
-            HistoryResult.CALLER_HUNG_UP if leg.kind is LegKind.CALLER else HistoryResult.CALLEE_HUNG_UP
+            HistoryResult.CALLER_HUNG_UP
+            if leg.kind is LegKind.CALLER
+            else HistoryResult.CALLEE_HUNG_UP
         )
         self._end(call, CallState.COMPLETED, result)
 
@@ -513,9 +518,7 @@ class B2BUA:
         audio = sdp.audio()
         if audio is None:
             return False
-        chosen = next(
-            (c for c in audio.codecs if c.name.upper() in ("PCMU", "PCMA")), None
-        )
+        chosen = next((c for c in audio.codecs if c.name.upper() in ("PCMU", "PCMA")), None)
         if chosen is None:
             return False
         event = next((c for c in audio.codecs if c.name.lower() == "telephone-event"), None)
@@ -532,9 +535,9 @@ class B2BUA:
         leg.remote_sdp = sdp
         leg.remote_direction = _direction(sdp)
         endpoint = sdp.audio_endpoint()
-        if leg.endpoint is not None and endpoint is not None and endpoint[1] != 0:
-            if endpoint[0] not in ("0.0.0.0", "::"):
-                leg.endpoint.set_remote(endpoint)
+        usable = endpoint is not None and endpoint[1] != 0 and endpoint[0] not in ("0.0.0.0", "::")
+        if leg.endpoint is not None and usable:
+            leg.endpoint.set_remote(endpoint)
 
     def _bridge(self, call: Call, callee: Leg) -> None:
         caller = call.caller
@@ -545,7 +548,9 @@ class B2BUA:
             return
         if call.bridge is not None:
             self.media.unbridge(call.bridge)
-        call.bridge = self.media.bridge(caller.endpoint, callee.endpoint, caller.codec, callee.codec)
+        call.bridge = self.media.bridge(
+            caller.endpoint, callee.endpoint, caller.codec, callee.codec
+        )
 
     def _update_hold_state(self, call: Call) -> None:
         if call.is_over or call.answered is None:
@@ -557,7 +562,9 @@ class B2BUA:
             self._set_state(call, CallState.IN_CALL)
 
     def _media_host(self, peer_ip: str) -> str:
-        return advertised_address(self.stack.bind_host, self.media_address or self.stack.advertised, peer_ip)
+        return advertised_address(
+            self.stack.bind_host, self.media_address or self.stack.advertised, peer_ip
+        )
 
     # ================================================================ sending
     def _send_provisional(self, caller: Leg, status: int, *, with_sdp: bool) -> None:
@@ -619,10 +626,17 @@ class B2BUA:
         self.stack.send_response(reply(caller.invite, status, reason, tag=caller.local_tag))
 
     def _cancel_fork(self, leg: Leg) -> None:
+        """Stop a callee leg that is still ringing (its late 2xx, if any, gets a BYE)."""
         if leg.terminated:
             return
         leg.terminated = True
         self._forget(leg)
+        if leg.got_provisional:
+            self._send_cancel(leg)
+        else:
+            leg.cancel_pending = True  # RFC 3261 §9.1: CANCEL only after a provisional response
+
+    def _send_cancel(self, leg: Leg) -> None:
         cancel = make_cancel(leg.invite)
         self.stack.send_request(cancel, leg.peer, leg.transport, on_response=lambda r: None)
 
@@ -651,6 +665,9 @@ class B2BUA:
         self._set_state(call, state)
         if call.ring_timer is not None:
             call.ring_timer.cancel()
+        for fork in call.forks:
+            if fork is not call.callee:
+                self._cancel_fork(fork)
         for leg in call.legs():
             leg.terminated = True
             if leg.retransmit is not None and leg.kind is LegKind.CALLEE:
@@ -701,8 +718,6 @@ class B2BUA:
         if call.is_over:
             raise InappropriateStateError(call_id)
         if call.answered is None:
-            for fork in list(call.forks):
-                self._cancel_fork(fork)
             self._reject_caller(call, 487, "Request Terminated")
             self._end(call, CallState.CANCELLED, HistoryResult.CANCELLED)
             return
@@ -715,8 +730,6 @@ class B2BUA:
         """End every call as the process stops: BYE to answered legs, 503 to ringing ones."""
         for call in list(self.calls.values()):
             if call.answered is None:
-                for fork in list(call.forks):
-                    self._cancel_fork(fork)
                 self._reject_caller(call, 503, "Service Unavailable")
             else:
                 for leg in (call.caller, call.callee):
@@ -763,7 +776,9 @@ class B2BUA:
 
 
 def _uri(user: str, host: str) -> SipURI:
-    return SipURI(scheme="sip", user=user, password=None, host=host, port=None, params={}, headers={})
+    return SipURI(
+        scheme="sip", user=user, password=None, host=host, port=None, params={}, headers={}
+    )
 
 
 def _direction(sdp: SessionDescription) -> str:

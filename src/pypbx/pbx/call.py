@@ -12,7 +12,7 @@ import secrets
 import string
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 
 from pypbx.media.endpoint import Bridge, CodecSpec, RtpEndpoint
 from pypbx.net.transport import Addr
@@ -32,7 +32,7 @@ def new_call_id() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
 
 
-class LegKind(str, Enum):
+class LegKind(StrEnum):
     CALLER = "caller"  # the phone that called us: pypbx is its UAS
     CALLEE = "callee"  # a phone we called: pypbx is its UAC
 
@@ -58,6 +58,7 @@ class Leg:
     remote_direction: str = "sendrecv"
     provisional_sent: int = 0  # caller leg: last provisional status relayed
     got_provisional: bool = False  # callee leg: a 1xx arrived, so CANCEL is allowed
+    cancel_pending: bool = False  # callee leg: CANCEL waits for the first 1xx (§9.1)
     answer_2xx: Response | None = None  # caller leg: 200 being retransmitted until ACK
     last_ack: Request | None = None  # callee leg: re-sent when its 2xx is retransmitted
     retransmit: asyncio.TimerHandle | None = None

@@ -141,7 +141,9 @@ class Registrar:
         self.credentials_seen[extension.id] = credentials_fingerprint(extension)
         to_user = request.to_addr.uri.user or ""
         if to_user not in {extension.id, extension.username, extension.authorization_name}:
-            self.stack.send_response(reply(request, 403, "Forbidden (To does not match credentials)"))
+            self.stack.send_response(
+                reply(request, 403, "Forbidden (To does not match credentials)")
+            )
             return
         try:
             changed = self._apply(request, extension.id, event.source, event.transport)

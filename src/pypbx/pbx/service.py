@@ -41,16 +41,15 @@ class Pbx:
         max_expires: int = 3600,
         default_expires: int = 600,
         media_address: str | None = None,
+        digest_algorithms: tuple[str, ...] = ("MD5",),
     ) -> None:
         self.stack = stack
         self.store = store
         self.media = media
-        # MD5 is offered first: SIPp and many deployed phones answer only the first challenge
-        # and know no other algorithm; SHA-256-capable phones still find theirs.
         verifier = DigestVerifier(
             realm,
             NonceManager(nonce_secret, lifetime=nonce_lifetime),
-            algorithms=("MD5", "SHA-256"),
+            algorithms=tuple(digest_algorithms),
         )
         self.auth = SipAuthenticator(realm, verifier, store)
         self.registrar = Registrar(
@@ -155,8 +154,10 @@ class Pbx:
     async def extension_changed(self, extension_id: str) -> None:
         ext = await self.store.get_extension(extension_id)
         seen = self.registrar.credentials_seen.get(extension_id)
-        if ext is None or not ext.enabled or (
-            seen is not None and seen != credentials_fingerprint(ext)
+        if (
+            ext is None
+            or not ext.enabled
+            or (seen is not None and seen != credentials_fingerprint(ext))
         ):
             self.registrar.credentials_seen.pop(extension_id, None)
             await self.registrar.drop(extension_id)

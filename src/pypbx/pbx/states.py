@@ -7,10 +7,10 @@ from it, so the surfaces can never disagree.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class CallState(str, Enum):
+class CallState(StrEnum):
     """Public call state (ListActiveCalls `CallState`, CallChanged notification)."""
 
     RINGING = "Ringing"
@@ -37,7 +37,7 @@ _FINAL = {
 }
 
 
-class HistoryResult(str, Enum):
+class HistoryResult(StrEnum):
     """Call-history result state (GetCallHistory `State`)."""
 
     CALLER_HUNG_UP = "CallerHungUp"
@@ -54,7 +54,7 @@ class HistoryResult(str, Enum):
     ABORTED = "Aborted"
 
 
-class RoutingState(str, Enum):
+class RoutingState(StrEnum):
     """Routing call state (RoutingInterception `LastCallState`)."""
 
     CALLING = "Calling"
