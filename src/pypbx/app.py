@@ -1,11 +1,10 @@
-"""`pypbx serve`: open the store, start SIP, RTP and the HTTP API, run until SIGTERM."""
+"""`pypbx serve`: open the store, start SIP, RTP and the HTTP API, run until cancelled."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import secrets
-import signal
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -89,7 +88,10 @@ async def _run(settings: Settings, store: Store) -> None:
         media_address=settings.media.advertised_address,
         digest_algorithms=tuple(settings.sip.digest_algorithms),
     )
-    await pbx.start()
+    try:
+        await pbx.start()
+    except OSError as exc:
+        raise OSError(exc.errno, f"SIP {sip_host}:{sip_port}: {exc.strerror}") from exc
     api_settings = ApiSettings(
         auth_required=settings.http_api.auth_required,
         allowed_networks=list(settings.http_api.allowed_networks),
@@ -103,7 +105,11 @@ async def _run(settings: Settings, store: Store) -> None:
     await runner.setup()
     http_host, http_port = settings.http_listen
     site = web.TCPSite(runner, http_host, http_port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await pbx.stop()
+        raise OSError(exc.errno, f"HTTP {http_host}:{http_port}: {exc.strerror}") from exc
     shown = "127.0.0.1" if is_wildcard(http_host) else http_host
     log.info(
         "pypbx %s ready: SIP %s:%d (UDP+TCP), HTTP API http://%s:%d/?command=ListActiveCalls",
@@ -114,17 +120,11 @@ async def _run(settings: Settings, store: Store) -> None:
         http_port,
     )
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
-        log.info("shutting down: hanging up %d active calls", len(pbx.b2bua.calls))
+        # Runs until cancelled: the CLI cancels serve() on SIGINT/SIGTERM.
+        await asyncio.Event().wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        log.info("shutting down: hanging up %d active calls", len(pbx.b2bua.calls))
         await pbx.stop()
         await runner.cleanup()
         await media.close()
-    log.info("pypbx stopped")

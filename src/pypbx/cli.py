@@ -114,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(run_until_signalled(settings))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
+    except OSError as exc:  # e.g. a port already in use: say so without a traceback
+        logger.error("cannot run: %s", exc)
+        return 1
     logger.info("pypbx stopped")
     return 0
 
