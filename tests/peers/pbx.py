@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +73,50 @@ def to_toml(tables: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class HistoryRow:
+    """One row of the call_history table, read straight from the SQLite file."""
+
+    call_id: str
+    start_time: datetime
+    answer_time: datetime | None
+    end_time: datetime | None
+    direction: str
+    source: str
+    destination: str
+    dialed: str
+    caller_id: str
+    state: str | None
+    type: str
+    ring_duration: float
+    talk_duration: float
+
+    def __str__(self) -> str:
+        times = " ".join(
+            f"{name}={value:%H:%M:%S.%f}" if value else f"{name}=-"
+            for name, value in (
+                ("start", self.start_time),
+                ("answer", self.answer_time),
+                ("end", self.end_time),
+            )
+        )
+        return (
+            f"{self.call_id} {self.source}->{self.destination} (dialed {self.dialed}) "
+            f"{self.state} ring={self.ring_duration} talk={self.talk_duration} {times}"
+        )
+
+
+def _utc(value: str | None) -> datetime | None:
+    """The store writes naive UTC timestamps; give them back aware."""
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
 class PbxProcess:
-    """One pypbx server process; start() waits until its HTTP API answers."""
+    """One pypbx server process; start() waits until its HTTP API answers.
+
+    stop() then start() restarts it on the same data dir and ports, which is how tests
+    check that nothing is lost across a restart.
+    """
 
     def __init__(
         self,
@@ -83,8 +127,10 @@ class PbxProcess:
         config: dict[str, dict[str, Any]] | None = None,
         log_level: str = "DEBUG",
         rtp_port_count: int = 40,
+        db_url: str | None = None,
     ) -> None:
         self.workdir = workdir
+        self.db_url = db_url  # None: pypbx's default SQLite file in the data dir
         self.data_dir = workdir / "data"
         self.admin_password = admin_password
         self.sip_port = ports.port()
@@ -102,6 +148,9 @@ class PbxProcess:
         self.config = tables
         self.log_level = log_level
         self.proc: subprocess.Popen[bytes] | None = None
+        # set by stop(): the fixture then checks this status instead of stopping it again
+        self.stopped_by_test = False
+        self.exit_status: int | None = None
 
     @property
     def sip_address(self) -> str:
@@ -131,14 +180,25 @@ class PbxProcess:
             self.admin_password,
             "--log-level",
             self.log_level,
+            *(["--db", self.db_url] if self.db_url is not None else []),
         ]
 
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file pypbx keeps in its data dir by default."""
+        return self.data_dir / "pypbx.sqlite3"
+
     def start(self, timeout: float = 20.0) -> PbxProcess:
+        if self.alive():
+            raise PbxError("pypbx is already running")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(to_toml(self.config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYPBX_")}
         env["PYTHONUNBUFFERED"] = "1"
-        with self.log_path.open("wb") as log:
+        self.stopped_by_test = False
+        self.exit_status = None
+        # append: after a restart the log still holds what happened before it
+        with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.command(),
                 cwd=self.workdir,
@@ -173,18 +233,26 @@ class PbxProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM and wait; returns the exit status, or None if it had to be killed."""
+        """SIGTERM and wait; returns the exit status, or None if it had to be killed.
+
+        Stopping an already stopped process returns the status of the first stop.
+        """
         proc = self.proc
         if proc is None:
             return None
+        if self.stopped_by_test and proc.poll() is not None:
+            return self.exit_status
         if proc.poll() is None:
+            self.stopped_by_test = True
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+                self.exit_status = None
                 return None
+        self.exit_status = proc.returncode
         return proc.returncode
 
     def kill(self) -> None:
@@ -193,6 +261,37 @@ class PbxProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+    def history(self) -> list[HistoryRow]:
+        """Every call_history row, oldest first, read directly from the SQLite file.
+
+        Meant for after stop(): the process has then flushed every row and closed the file.
+        """
+        if self.alive():
+            raise PbxError("read the call history after stop(), not while pypbx runs")
+        if self.db_url is not None:
+            raise PbxError(f"history() reads the SQLite file; this pypbx uses {self.db_url}")
+        with contextlib.closing(sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)) as db:
+            db.row_factory = sqlite3.Row
+            rows = db.execute("SELECT * FROM call_history ORDER BY id").fetchall()
+        return [
+            HistoryRow(
+                call_id=row["call_id"],
+                start_time=_utc(row["start_time"]) or datetime.min.replace(tzinfo=UTC),
+                answer_time=_utc(row["answer_time"]),
+                end_time=_utc(row["end_time"]),
+                direction=row["direction"],
+                source=row["source"],
+                destination=row["destination"],
+                dialed=row["dialed"],
+                caller_id=row["caller_id"],
+                state=row["state"],
+                type=row["type"],
+                ring_duration=float(row["ring_duration"]),
+                talk_duration=float(row["talk_duration"]),
+            )
+            for row in rows
+        ]
 
     def log_tail(self, lines: int = 80) -> str:
         try:
@@ -243,6 +342,28 @@ class PbxProcess:
         result = self.api("AddConfig", ExtensionType="SIP", ConfigXML=xml)
         if result.code != 200:
             raise PbxError(f"AddConfig {ext} failed: {result.code} {result.message}")
+
+    def modify_sip_extension(self, ext: str, **fields: str) -> ApiResult:
+        """ModifyConfig with only the given elements (e.g. Password="x", Enabled="false")."""
+        config = ET.Element("Config", knownType="SIPExtensionInfo")
+        ET.SubElement(config, "ID").text = ext
+        for tag, text in fields.items():
+            ET.SubElement(config, tag).text = text
+        xml = ET.tostring(config, encoding="unicode")
+        return self.api("ModifyConfig", ExtensionType="SIP", ConfigXML=xml)
+
+    def remove_extension(self, ext: str) -> ApiResult:
+        return self.api("RemoveConfig", ExtensionId=ext)
+
+    def extensions(self) -> dict[str, str]:
+        """ListExtensions as {phone number: State}."""
+        result = self.api("ListExtensions")
+        if result.code != 200:
+            raise PbxError(f"ListExtensions failed: {result.code} {result.message}")
+        return {
+            row["PhoneNumber"]: row["State"]
+            for row in result.rows("Extensions", "ExtensionSummary")
+        }
 
     def active_calls(self) -> list[dict[str, str]]:
         result = self.api("ListActiveCalls")

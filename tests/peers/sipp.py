@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "integration" / "scenarios"
@@ -36,6 +38,91 @@ class SippError(RuntimeError):
     """SIPp could not be run at all (not installed, bad arguments)."""
 
 
+# One entry of SIPp's -trace_msg log: a dashed line with a timestamp, a line saying what
+# happened ("UDP message sent (626 bytes):", "TCP message received [400] bytes :"), a blank
+# line, then the message itself.
+_TRACE_ENTRY = re.compile(
+    r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n"
+    r"\w+ message (sent|received)[^\n]*\n\n(.*?)(?=^-{20,} \d{4}-|\Z)",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class TracedMessage:
+    """One SIP message SIPp sent or received, as its message trace recorded it."""
+
+    time: datetime
+    sent: bool
+    text: str
+
+    @property
+    def first_line(self) -> str:
+        return self.text.split("\n", 1)[0]
+
+    @property
+    def status(self) -> int | None:
+        """The status code of a response, None for a request."""
+        parts = self.first_line.split(" ", 2)
+        if parts[0] == "SIP/2.0" and len(parts) > 1 and parts[1].isdigit():
+            return int(parts[1])
+        return None
+
+    @property
+    def method(self) -> str | None:
+        """The method of a request, None for a response."""
+        return None if self.status is not None else self.first_line.split(" ", 1)[0]
+
+    @property
+    def header_lines(self) -> list[str]:
+        head = self.text.split("\n\n", 1)[0]
+        return head.split("\n")[1:]
+
+    def headers(self, name: str) -> list[str]:
+        """Values of every header called `name` (case-insensitive; no compact forms)."""
+        wanted = name.casefold()
+        values = []
+        for line in self.header_lines:
+            key, sep, value = line.partition(":")
+            if sep and key.strip().casefold() == wanted:
+                values.append(value.strip())
+        return values
+
+    def header(self, name: str) -> str | None:
+        found = self.headers(name)
+        return found[0] if found else None
+
+    def require(self, name: str) -> str:
+        """The first `name` header's value; an AssertionError showing the message if absent."""
+        value = self.header(name)
+        if value is None:
+            raise AssertionError(f"no {name} header in:\n{self.text}")
+        return value
+
+    @property
+    def cseq_method(self) -> str | None:
+        cseq = self.header("CSeq")
+        return cseq.split()[-1] if cseq else None
+
+    @property
+    def body(self) -> str:
+        parts = self.text.split("\n\n", 1)
+        return parts[1].strip("\n") if len(parts) > 1 else ""
+
+
+def parse_trace(log: str) -> list[TracedMessage]:
+    """Split a SIPp -trace_msg log into its messages, in the order they were logged."""
+    text = log.replace("\r\n", "\n")
+    return [
+        TracedMessage(
+            time=datetime.fromisoformat(match.group(1)),
+            sent=match.group(2) == "sent",
+            text=match.group(3).strip("\n"),
+        )
+        for match in _TRACE_ENTRY.finditer(text)
+    ]
+
+
 @dataclass
 class SippResult:
     """Outcome of one SIPp run, with its logs read back for assertion messages."""
@@ -50,6 +137,25 @@ class SippResult:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+    def trace(self) -> list[TracedMessage]:
+        """Every message SIPp sent or received (needs the -trace_msg log every run writes)."""
+        return parse_trace(self.messages)
+
+    def received(self, status: int | None = None, method: str | None = None) -> list[TracedMessage]:
+        """Messages SIPp received, in order, optionally filtered.
+
+        `status` keeps only responses with that code; `method` keeps requests of that method
+        and responses to such requests (by CSeq), so received(method="INVITE") at a caller
+        lists the responses to its INVITEs.
+        """
+        return [
+            m
+            for m in self.trace()
+            if not m.sent
+            and (status is None or m.status == status)
+            and (method is None or (m.cseq_method if m.status else m.method) == method)
+        ]
 
     def describe(self, tail: int = 6000) -> str:
         meaning = EXIT_CODES.get(self.returncode, "unknown")
@@ -99,6 +205,7 @@ class Sipp:
         self.timeout = timeout
         self.name = self.scenario.stem
         self.local_port = local_port
+        self.transport = transport
         workdir.mkdir(parents=True, exist_ok=True)
         stem = workdir / f"{self.name}-{local_port}"
         self.error_file = stem.with_suffix(".errors.log")
@@ -166,12 +273,20 @@ class Sipp:
         return self.start().wait()
 
     def wait_until_listening(self, timeout: float = 5.0) -> None:
-        """Wait until SIPp has bound its SIP port (our own bind attempt starts failing)."""
+        """Wait until SIPp has bound its SIP port (our own bind attempt starts failing).
+
+        Over TCP the probe sets SO_REUSEADDR, so a connection from an earlier run on the
+        same port lingering in TIME_WAIT does not pass for SIPp's listening socket.
+        """
+        tcp = self.transport.startswith("t")
+        kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise SippError(self._result(self.proc.returncode).describe())
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            with socket.socket(socket.AF_INET, kind) as probe:
+                if tcp:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind(("127.0.0.1", self.local_port))
                 except OSError:
