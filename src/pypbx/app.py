@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 
@@ -14,6 +15,7 @@ from pypbx.api.server import create_app
 from pypbx.api.settings import ApiSettings
 from pypbx.config import Settings
 from pypbx.media.endpoint import MediaManager
+from pypbx.media.sounds import hold_music
 from pypbx.net.localaddr import is_wildcard
 from pypbx.net.stack import SipStack
 from pypbx.pbx.service import Pbx
@@ -87,6 +89,9 @@ async def _run(settings: Settings, store: Store) -> None:
         default_expires=settings.sip.default_expires,
         media_address=settings.media.advertised_address,
         digest_algorithms=tuple(settings.sip.digest_algorithms),
+        hold_music=hold_music(
+            Path(settings.media.hold_music) if settings.media.hold_music else None
+        ),
     )
     try:
         await pbx.start()

@@ -83,6 +83,7 @@ class MediaSettings:
     """[media] section."""
 
     advertised_address: str | None = None
+    hold_music: str | None = None  # a WAV file; None: the built-in tune
 
 
 @dataclass

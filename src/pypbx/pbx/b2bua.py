@@ -14,11 +14,17 @@ import secrets
 from collections.abc import Callable
 
 from pypbx.media.endpoint import CodecSpec, MediaManager, RtpEndpoint
+from pypbx.media.player import LoopingSource, Pcm, Player, Playout
+from pypbx.media.sounds import default_hold_music
 from pypbx.net.localaddr import advertised_address
 from pypbx.net.stack import SipStack
 from pypbx.pbx.auth import SipAuthenticator
 from pypbx.pbx.call import Call, Leg, LegKind, new_call_id
-from pypbx.pbx.control import CallNotFoundError, InappropriateStateError
+from pypbx.pbx.control import (
+    CallNotFoundError,
+    InappropriateStateError,
+    UnroutableDestinationError,
+)
 from pypbx.pbx.registrar import Binding, Registrar
 from pypbx.pbx.replies import reply
 from pypbx.pbx.states import CallState, HistoryResult
@@ -78,6 +84,7 @@ class B2BUA:
         *,
         ring_timeout: float = 90.0,
         media_address: str | None = None,
+        hold_music: Pcm | None = None,
     ) -> None:
         self.stack = stack
         self.store = store
@@ -86,6 +93,8 @@ class B2BUA:
         self.media = media
         self.ring_timeout = ring_timeout
         self.media_address = media_address
+        self.hold_music = hold_music if hold_music is not None else default_hold_music()
+        self.playout = Playout()
         self.calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str], Leg] = {}
         self._invites: dict[ServerTransaction, Leg] = {}
@@ -267,9 +276,18 @@ class B2BUA:
             session_id=_session_id(),
             session_version=1,
         )
-        fork_codecs = [a_codecs[0]] + [c for c in SUPPORTED_CODECS if c.name != a_codecs[0].name]
+        call.callee_endpoint = callee_endpoint
+        call.fork_codecs = [a_codecs[0]]
+        call.fork_codecs += [c for c in SUPPORTED_CODECS if c.name != a_codecs[0].name]
+        self._ring(call, bindings)
+
+    def _ring(self, call: Call, bindings: list[Binding]) -> None:
+        """Call every registered phone of the destination and (re)start the ring timer."""
+        assert call.callee_endpoint is not None
         for binding in bindings:
-            self._fork(call, binding, callee_endpoint, fork_codecs)
+            self._fork(call, binding, call.callee_endpoint, call.fork_codecs)
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
         call.ring_timer = asyncio.get_running_loop().call_later(
             self.ring_timeout, self._ring_timeout, call
         )
@@ -551,15 +569,41 @@ class B2BUA:
         call.bridge = self.media.bridge(
             caller.endpoint, callee.endpoint, caller.codec, callee.codec
         )
+        self._apply_media(call)
 
     def _update_hold_state(self, call: Call) -> None:
+        """Public state and media after a Hold/Unhold command or a phone's (un)hold re-INVITE."""
         if call.is_over or call.answered is None:
             return
-        held = any(leg.held for leg in (call.caller, call.callee) if leg is not None)
+        held = call.api_hold or any(leg.held for leg in (call.caller, call.callee) if leg)
         if held and call.state is CallState.IN_CALL:
             self._set_state(call, CallState.HOLD)
         elif not held and call.state is CallState.HOLD:
             self._set_state(call, CallState.IN_CALL)
+        self._apply_media(call)
+
+    def _apply_media(self, call: Call) -> None:
+        """Decide what each phone hears: the other phone, hold music, or nothing.
+
+        A phone that put the call on hold itself (sendonly/inactive) gets nothing; its
+        partner gets music. The Hold command gives both parties music. Otherwise the bridge
+        relays both ways.
+        """
+        bridge = call.bridge
+        if bridge is None or call.is_over:
+            return
+        for leg in (call.caller, call.callee):
+            if leg is None or leg.endpoint is None or leg.codec is None:
+                continue
+            other = call.other(leg)
+            music = not leg.held and (call.api_hold or (other is not None and other.held))
+            bridge.toward(leg.endpoint).paused = music or leg.held
+            if music and leg.player is None:
+                source = LoopingSource(self.hold_music)
+                leg.player = self.playout.start(Player(leg.endpoint, leg.codec, source))
+            elif not music and leg.player is not None:
+                self.playout.stop(leg.player)
+                leg.player = None
 
     def _media_host(self, peer_ip: str) -> str:
         return advertised_address(
@@ -672,6 +716,9 @@ class B2BUA:
             leg.terminated = True
             if leg.retransmit is not None and leg.kind is LegKind.CALLEE:
                 leg.retransmit.cancel()
+            if leg.player is not None:
+                self.playout.stop(leg.player)
+                leg.player = None
             self._forget(leg)
         caller = call.caller
         if caller is not None and caller.server_txn is not None:
@@ -687,12 +734,14 @@ class B2BUA:
         if call.bridge is not None:
             self.media.unbridge(call.bridge)
             call.bridge = None
-        released: set[int] = set()
+        endpoints = {id(ep): ep for ep in (leg.endpoint for leg in call.legs()) if ep}
+        if call.callee_endpoint is not None:
+            endpoints[id(call.callee_endpoint)] = call.callee_endpoint
         for leg in call.legs():
-            if leg.endpoint is not None and id(leg.endpoint) not in released:
-                released.add(id(leg.endpoint))
-                await self.media.release(leg.endpoint)
             leg.endpoint = None
+        call.callee_endpoint = None
+        for endpoint in endpoints.values():
+            await self.media.release(endpoint)
         if call.history_started is not None:
             await call.history_started
         await self._safe(self.store.finish_history(call.history(self._now())))
@@ -726,6 +775,45 @@ class B2BUA:
                 self._send_bye(leg)
         self._end(call, CallState.COMPLETED, HistoryResult.CALLER_HUNG_UP)
 
+    def hold(self, call_id: str) -> None:
+        """The Hold command: both parties hear hold music and not each other."""
+        call = self.get(call_id)
+        if call.state is not CallState.IN_CALL:
+            raise InappropriateStateError(call_id)
+        call.api_hold = True
+        self._update_hold_state(call)
+
+    def unhold(self, call_id: str) -> None:
+        """The Unhold command: reconnect a call held by Hold (not one a phone holds)."""
+        call = self.get(call_id)
+        if not call.api_hold or call.state is not CallState.HOLD:
+            raise InappropriateStateError(call_id)
+        call.api_hold = False
+        self._update_hold_state(call)
+
+    async def forward(self, call_id: str, destination: str) -> None:
+        """The Forward command: a ringing call rings `destination` instead, same CallId."""
+        call = self.get(call_id)
+        if call.state is not CallState.RINGING or call.callee_endpoint is None:
+            raise InappropriateStateError(call_id)
+        target = await self.store.get_extension(destination)
+        if target is None or not target.enabled or target.type != "SIP":
+            raise UnroutableDestinationError(destination)
+        bindings = self.registrar.bindings(target.id)
+        if not bindings:
+            raise UnroutableDestinationError(destination)
+        if call.is_over or call.answered is not None:  # changed while we looked it up
+            raise InappropriateStateError(call_id)
+        log.info("call %s forwarded from %s to %s", call.id, call.destination, target.id)
+        for fork in call.forks:
+            self._cancel_fork(fork)
+        call.forks = []
+        if call.bridge is not None:  # early media of the old destination
+            self.media.unbridge(call.bridge)
+            call.bridge = None
+        call.destination = target.id
+        self._ring(call, bindings)
+
     def shutdown(self) -> None:
         """End every call as the process stops: BYE to answered legs, 503 to ringing ones."""
         for call in list(self.calls.values()):
@@ -741,6 +829,7 @@ class B2BUA:
         """Wait until every ended call has released its media and written its history."""
         while self._finishing:
             await asyncio.gather(*self._finishing, return_exceptions=True)
+        await self.playout.close()
 
     # ================================================================ helpers
     def _now(self) -> float:

@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from pypbx.media.endpoint import Bridge, CodecSpec, RtpEndpoint
+from pypbx.media.player import Player
 from pypbx.net.transport import Addr
 from pypbx.pbx.control import ActiveCallInfo
 from pypbx.pbx.states import CallState, HistoryResult
 from pypbx.sip.dialog import Dialog
 from pypbx.sip.message import Request, Response
-from pypbx.sip.sdp import SessionDescription
+from pypbx.sip.sdp import Codec, SessionDescription
 from pypbx.sip.transaction import ClientTransaction, ServerTransaction
 from pypbx.store.records import CallHistoryRecord
 
@@ -62,6 +63,7 @@ class Leg:
     answer_2xx: Response | None = None  # caller leg: 200 being retransmitted until ACK
     last_ack: Request | None = None  # callee leg: re-sent when its 2xx is retransmitted
     retransmit: asyncio.TimerHandle | None = None
+    player: Player | None = None  # what pypbx itself plays to this phone (hold music)
     final_status: int | None = None  # callee leg: the failure response that ended it
     terminated: bool = False
 
@@ -94,6 +96,9 @@ class Call:
     ended: float | None = None
     result: HistoryResult | None = None
     bridge: Bridge | None = None
+    callee_endpoint: RtpEndpoint | None = None  # shared by every callee leg (fork)
+    fork_codecs: list[Codec] = field(default_factory=list)  # what callee legs are offered
+    api_hold: bool = False  # held by the Hold command (only Unhold resumes it)
     ring_timer: asyncio.TimerHandle | None = None
     history_started: asyncio.Task[None] | None = None
 

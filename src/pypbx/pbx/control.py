@@ -22,6 +22,10 @@ class InappropriateStateError(RuntimeError):
     """The call exists but its state does not allow the operation (API code 303)."""
 
 
+class UnroutableDestinationError(ValueError):
+    """The number cannot be routed at all: unknown, disabled or unreachable (API code 302)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ActiveCallInfo:
     """A snapshot of one active call, in the terms ListActiveCalls reports."""
@@ -60,6 +64,21 @@ class PbxControl(Protocol):
         """End the call (Cancelled if ringing, else Completed).
 
         Raises CallNotFoundError or InappropriateStateError.
+        """
+        ...
+
+    async def hold(self, call_id: str) -> None:
+        """Both parties hear hold music instead of each other (InCall -> Hold)."""
+        ...
+
+    async def unhold(self, call_id: str) -> None:
+        """Reconnect a call held by `hold` (Hold -> InCall)."""
+        ...
+
+    async def forward(self, call_id: str, destination: str) -> None:
+        """Ring `destination` instead of the current callee of a ringing call.
+
+        Raises UnroutableDestinationError when the destination cannot be reached at all.
         """
         ...
 

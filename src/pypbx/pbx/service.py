@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from pypbx.media.endpoint import MediaManager
+from pypbx.media.player import Pcm
 from pypbx.net.stack import SipStack
 from pypbx.pbx.auth import SipAuthenticator
 from pypbx.pbx.b2bua import ALLOW, B2BUA
@@ -42,6 +43,7 @@ class Pbx:
         default_expires: int = 600,
         media_address: str | None = None,
         digest_algorithms: tuple[str, ...] = ("MD5",),
+        hold_music: Pcm | None = None,
     ) -> None:
         self.stack = stack
         self.store = store
@@ -68,6 +70,7 @@ class Pbx:
             media,
             ring_timeout=ring_timeout,
             media_address=media_address,
+            hold_music=hold_music,
         )
         stack.on_request = self.on_request
         stack.on_stray_response = self.b2bua.on_stray_response
@@ -147,6 +150,15 @@ class Pbx:
 
     async def hangup(self, call_id: str) -> None:
         self.b2bua.hangup(call_id)
+
+    async def hold(self, call_id: str) -> None:
+        self.b2bua.hold(call_id)
+
+    async def unhold(self, call_id: str) -> None:
+        self.b2bua.unhold(call_id)
+
+    async def forward(self, call_id: str, destination: str) -> None:
+        await self.b2bua.forward(call_id, destination)
 
     def is_registered(self, extension_id: str) -> bool:
         return self.registrar.is_registered(extension_id)

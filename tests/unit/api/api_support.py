@@ -66,6 +66,8 @@ class FakePbx:
         self.calls: list[ActiveCallInfo] = []
         self.hangup_errors: dict[str, Exception] = {}
         self.hung_up: list[str] = []
+        self.errors: dict[tuple[str, str], Exception] = {}  # (operation, call id) -> error
+        self.operations: list[tuple[str, ...]] = []
         self.registered: set[str] = set()
         self.changed: list[str] = []
 
@@ -78,6 +80,22 @@ class FakePbx:
         if call_id not in {c.call_id for c in self.calls}:
             raise CallNotFoundError(call_id)
         self.hung_up.append(call_id)
+
+    def _operate(self, operation: str, call_id: str, *args: str) -> None:
+        if (operation, call_id) in self.errors:
+            raise self.errors[(operation, call_id)]
+        if call_id not in {c.call_id for c in self.calls}:
+            raise CallNotFoundError(call_id)
+        self.operations.append((operation, call_id, *args))
+
+    async def hold(self, call_id: str) -> None:
+        self._operate("hold", call_id)
+
+    async def unhold(self, call_id: str) -> None:
+        self._operate("unhold", call_id)
+
+    async def forward(self, call_id: str, destination: str) -> None:
+        self._operate("forward", call_id, destination)
 
     def is_registered(self, extension_id: str) -> bool:
         return extension_id in self.registered

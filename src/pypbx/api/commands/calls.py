@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from pypbx.api import validators as v
 from pypbx.api.context import CommandContext, Dialect
 from pypbx.api.registry import Command, Param
 from pypbx.api.status import ApiError, Status
 from pypbx.api.timefmt import o10_seconds, plain_timestamp, xe_seconds, xe_timestamp
 from pypbx.api.xmlout import Node, container, leaf
-from pypbx.pbx.control import ActiveCallInfo, CallNotFoundError, InappropriateStateError
+from pypbx.pbx.control import (
+    ActiveCallInfo,
+    CallNotFoundError,
+    InappropriateStateError,
+    UnroutableDestinationError,
+)
 
 CALL_ID = Param("CallId", mandatory=True, validator=v.call_id)
 
@@ -56,14 +63,42 @@ async def list_active_calls(ctx: CommandContext) -> list[Node]:
     return [container("ActiveCalls", (render(call, ctx) for call in calls))]
 
 
-async def hangup(ctx: CommandContext) -> list[Node]:
+async def _on_call(ctx: CommandContext, operation: Callable[[str], Awaitable[None]]) -> None:
+    """Run an operation on the call named by CallId, mapping its errors to 601/303."""
     call_id = ctx.require("CallId", str)
     try:
-        await ctx.pbx.hangup(call_id)
+        await operation(call_id)
     except CallNotFoundError as exc:
         raise ApiError(Status.CALL_NOT_FOUND, call_id) from exc
     except InappropriateStateError as exc:
         raise ApiError(Status.INAPPROPRIATE_COMMAND, ctx.command_name) from exc
+
+
+async def hangup(ctx: CommandContext) -> list[Node]:
+    await _on_call(ctx, ctx.pbx.hangup)
+    return []
+
+
+async def hold(ctx: CommandContext) -> list[Node]:
+    await _on_call(ctx, ctx.pbx.hold)
+    return []
+
+
+async def unhold(ctx: CommandContext) -> list[Node]:
+    await _on_call(ctx, ctx.pbx.unhold)
+    return []
+
+
+async def forward(ctx: CommandContext) -> list[Node]:
+    destination = ctx.require("Destination", str)
+
+    async def to_destination(call_id: str) -> None:
+        await ctx.pbx.forward(call_id, destination)
+
+    try:
+        await _on_call(ctx, to_destination)
+    except UnroutableDestinationError as exc:
+        raise ApiError(Status.INVALID_PARAMETER, "Destination", ctx.command_name) from exc
     return []
 
 
@@ -72,12 +107,12 @@ COMMANDS = (
     Command("Hangup", hangup, (CALL_ID,)),
     Command(
         "Forward",
-        None,
+        forward,
         (CALL_ID, Param("Destination", mandatory=True, validator=v.number_string)),
         aliases=("ForwardCall",),
     ),
-    Command("Hold", None, (CALL_ID,)),
-    Command("Unhold", None, (CALL_ID,)),
+    Command("Hold", hold, (CALL_ID,)),
+    Command("Unhold", unhold, (CALL_ID,)),
     Command(
         "BlindTransfer",
         None,

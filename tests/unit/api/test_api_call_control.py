@@ -1,0 +1,102 @@
+"""Hold, Unhold and Forward over the HTTP API (spec 8.2-8.4): parameters and status codes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from api_support import FakePbx, envelope
+
+from pypbx.pbx.control import (
+    ActiveCallInfo,
+    InappropriateStateError,
+    UnroutableDestinationError,
+)
+from pypbx.pbx.states import CallState
+
+Client = TestClient[Any, Any]
+OK = envelope(200, "Command successfully executed")
+
+
+@pytest.fixture
+def with_call(pbx: FakePbx) -> FakePbx:
+    pbx.calls = [
+        ActiveCallInfo(
+            call_id="uteom",
+            state=CallState.IN_CALL,
+            source="1000",
+            caller_id="1000",
+            destination="1001",
+            caller_dialed="1001",
+            callee_dialed="1001",
+            start_time=datetime(2013, 7, 1, 8, 49, 7, tzinfo=UTC),
+            ring_duration=2.0,
+            talk_duration=956.0,
+        )
+    ]
+    return pbx
+
+
+@pytest.mark.parametrize(("command", "operation"), [("Hold", "hold"), ("Unhold", "unhold")])
+async def test_hold_and_unhold(
+    client: Client, with_call: FakePbx, command: str, operation: str
+) -> None:
+    resp = await client.get(f"/?command={command}&CallId=uteom")
+    assert await resp.text() == OK
+    assert with_call.operations == [(operation, "uteom")]
+
+
+@pytest.mark.parametrize("command", ["Hold", "Unhold", "Forward"])
+async def test_unknown_call_601(client: Client, with_call: FakePbx, command: str) -> None:
+    resp = await client.get(f"/?command={command}&CallId=XzeOK&Destination=500")
+    assert await resp.text() == envelope(601, "Call not found with ID 'XzeOK'")
+    assert with_call.operations == []
+
+
+@pytest.mark.parametrize(
+    ("command", "operation"), [("Hold", "hold"), ("Unhold", "unhold"), ("Forward", "forward")]
+)
+async def test_wrong_state_303(
+    client: Client, with_call: FakePbx, command: str, operation: str
+) -> None:
+    with_call.errors[(operation, "uteom")] = InappropriateStateError("uteom")
+    resp = await client.get(f"/?command={command}&CallId=uteom&Destination=500")
+    assert await resp.text() == envelope(303, f"Command '{command}' cannot be used here")
+
+
+@pytest.mark.parametrize("command", ["Hold", "Unhold", "Forward"])
+async def test_missing_call_id_302(client: Client, command: str) -> None:
+    resp = await client.get(f"/?command={command}&Destination=500")
+    assert await resp.text() == envelope(
+        302, f"Missing or invalid parameter 'CallId' for command '{command}'"
+    )
+
+
+async def test_forward_rings_the_new_destination(client: Client, with_call: FakePbx) -> None:
+    resp = await client.get("/?command=Forward&CallId=uteom&Destination=500")
+    assert await resp.text() == OK
+    assert with_call.operations == [("forward", "uteom", "500")]
+
+
+async def test_forward_o10_alias(client: Client, with_call: FakePbx) -> None:
+    resp = await client.get("/api?command=ForwardCall&callid=uteom&destination=%2B36111")
+    assert await resp.text() == OK
+    assert with_call.operations == [("forward", "uteom", "+36111")]
+
+
+@pytest.mark.parametrize("query", ["", "&Destination=", "&Destination=+"])
+async def test_forward_missing_destination_302(client: Client, query: str) -> None:
+    resp = await client.get(f"/?command=Forward&CallId=uteom{query}")
+    assert await resp.text() == envelope(
+        302, "Missing or invalid parameter 'Destination' for command 'Forward'"
+    )
+
+
+async def test_forward_unroutable_destination_302(client: Client, with_call: FakePbx) -> None:
+    with_call.errors[("forward", "uteom")] = UnroutableDestinationError("999")
+    resp = await client.get("/?command=Forward&CallId=uteom&Destination=999")
+    assert await resp.text() == envelope(
+        302, "Missing or invalid parameter 'Destination' for command 'Forward'"
+    )
