@@ -246,20 +246,22 @@ class B2BUA:
             self._reject_caller(call, 480, "Temporarily Unavailable")
             self._end(call, CallState.ERROR, HistoryResult.NOT_FOUND)
             return
+        endpoints: list[RtpEndpoint] = []
         try:
-            caller.endpoint = await self.media.create_endpoint()
-            callee_endpoint = await self.media.create_endpoint()
+            endpoints.append(await self.media.create_endpoint())
+            endpoints.append(await self.media.create_endpoint())
         except Exception:
             log.exception("call %s: no RTP port available", call.id)
-            if caller.endpoint is not None:
-                await self.media.release(caller.endpoint)
-                caller.endpoint = None
+            for ep in endpoints:
+                await self.media.release(ep)
             self._reject_caller(call, 503, "Service Unavailable")
             self._end(call, CallState.ERROR, HistoryResult.ERROR)
             return
         if call.is_over:  # cancelled while we were allocating ports
-            await self.media.release(callee_endpoint)
+            for ep in endpoints:
+                await self.media.release(ep)
             return
+        caller.endpoint, callee_endpoint = endpoints
         endpoint = offer.audio_endpoint()
         caller.endpoint.set_remote(endpoint)
         caller.codec = CodecSpec(
