@@ -17,10 +17,21 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && \
 	{ echo $$p; break; }; done)
 
-# Real SIP peers used by the integration tests (Debian packages and the binaries they give)
+# Real SIP peers used by the integration tests (Debian packages and the binaries they give),
+# and PostgreSQL, which the store and end-to-end tests run on besides SQLite (a throwaway
+# server started by scripts/run-tests.sh; PYPBX_TEST_NO_PG=1 skips installing and using it).
 PEER_BINS := sipp baresip espeak-ng sox
 PEER_PKGS := sip-tester baresip-core espeak-ng sox
+PG_PKGS := $(if $(filter 1,$(PYPBX_TEST_NO_PG)),,postgresql)
+APT_GET := apt-get -o DPkg::Lock::Timeout=600
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+# pytest-xdist workers. Integration tests mostly wait on peers and timers, so more workers
+# than cores pays off, and work stealing keeps one worker from finishing a queue of slow
+# tests alone. On 2 cores: -n 4 --dist worksteal ~145 s, -n 2 (= auto) ~210 s.
+PYTEST_WORKERS ?= 4
+PYTEST_DIST ?= worksteal
+PYTEST_ARGS ?=
 
 DATA_DIR := ./data
 ADMIN_PASSWORD_FILE := $(DATA_DIR)/admin-password
@@ -31,14 +42,16 @@ ARGS ?=
 help:
 	@echo "make install  create $(VENV) (Python >= 3.11) and install pypbx with its runtime deps"
 	@echo "make run      install if needed, then run the PBX with state in $(DATA_DIR) (ARGS=... for more flags)"
-	@echo "make test     install test deps and SIP peers if missing, lint, type-check, run all tests"
+	@echo "make test     install test deps, SIP peers and PostgreSQL if missing, lint, type-check,"
+	@echo "              run all tests (SQLite and a throwaway PostgreSQL; PYPBX_TEST_NO_PG=1 skips it)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make bench    run the benchmarks in bench/ (not part of make test)"
 	@echo "make clean    remove caches and build output (keeps $(VENV) and $(DATA_DIR))"
 
 $(BIN)/python:
 	@if [ -z "$(PYTHON)" ]; then echo "error: pypbx needs Python >= 3.11 on PATH (or PYTHON=...)" >&2; exit 1; fi
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "error: could not create $(VENV) (on Debian: apt-get install python3-venv)" >&2; exit 1; }
 
 $(INSTALL_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
@@ -50,9 +63,18 @@ $(TEST_STAMP): pyproject.toml $(INSTALL_STAMP)
 
 install: $(INSTALL_STAMP)
 
+# A PYPBX_ADMIN_PASSWORD from the environment (or `make run PYPBX_ADMIN_PASSWORD=...`) wins;
+# only without one is a password generated and kept in $(ADMIN_PASSWORD_FILE).
 run: $(INSTALL_STAMP)
 	@mkdir -p $(DATA_DIR)
-	@if [ ! -s $(ADMIN_PASSWORD_FILE) ]; then \
+	@if [ -n "$${PYPBX_ADMIN_PASSWORD:-}" ]; then \
+		if [ -e $(ADMIN_PASSWORD_FILE) ]; then \
+			echo "note: $(ADMIN_PASSWORD_FILE) is ignored: PYPBX_ADMIN_PASSWORD is set"; \
+		fi; \
+		if [ -e $(DATA_DIR)/pypbx.sqlite3 ]; then \
+			echo "note: $(DATA_DIR) already holds a database; its admin password was set when it was created"; \
+		fi; \
+	elif [ ! -s $(ADMIN_PASSWORD_FILE) ]; then \
 		if [ -e $(DATA_DIR)/pypbx.sqlite3 ]; then \
 			echo "note: $(DATA_DIR) already holds a database; its admin password was set when it was created"; \
 		fi; \
@@ -60,18 +82,40 @@ run: $(INSTALL_STAMP)
 	fi
 	@echo "pypbx: SIP on port 5060 (UDP and TCP) of every interface"
 	@echo "       HTTP API: http://127.0.0.1:7780/?command=ListActiveCalls&Username=admin&Password=..."
-	@echo "       API user 'admin', password in $(ADMIN_PASSWORD_FILE) (used when $(DATA_DIR) is first created)"
-	@echo "       try: curl \"http://127.0.0.1:7780/?command=ListActiveCalls&Username=admin&Password=\$$(cat $(ADMIN_PASSWORD_FILE))\""
+	@if [ -n "$${PYPBX_ADMIN_PASSWORD:-}" ]; then \
+		echo "       API user 'admin', password from PYPBX_ADMIN_PASSWORD (nothing written to $(ADMIN_PASSWORD_FILE);"; \
+		echo "       it is used when $(DATA_DIR) is first created)"; \
+		echo "       try: curl \"http://127.0.0.1:7780/?command=ListActiveCalls&Username=admin&Password=\$$PYPBX_ADMIN_PASSWORD\""; \
+	else \
+		echo "       API user 'admin', password in $(ADMIN_PASSWORD_FILE) (used when $(DATA_DIR) is first created)"; \
+		echo "       try: curl \"http://127.0.0.1:7780/?command=ListActiveCalls&Username=admin&Password=\$$(cat $(ADMIN_PASSWORD_FILE))\""; \
+	fi
 	@echo "       stop with Ctrl-C"
-	PYPBX_ADMIN_PASSWORD="$$(cat $(ADMIN_PASSWORD_FILE))" $(BIN)/pypbx serve --data-dir $(DATA_DIR) $(ARGS)
+	PYPBX_ADMIN_PASSWORD="$${PYPBX_ADMIN_PASSWORD:-$$(cat $(ADMIN_PASSWORD_FILE))}" $(BIN)/pypbx serve --data-dir $(DATA_DIR) $(ARGS)
 
+# One apt-get update and one install for whatever is missing; afterwards everything must be
+# there, or this fails (CI must prove the tests ran with real peers and PostgreSQL).
+# On a fresh Debian it also brings python3-venv, which is why `test` runs it before the venv.
 peers:
-	@missing=""; for b in $(PEER_BINS); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	@missing=""; extra=""; \
+	for b in $(PEER_BINS); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	if [ ! -x $(BIN)/python ] && ! { [ -n "$(PYTHON)" ] && $(PYTHON) -c 'import ensurepip' 2>/dev/null; }; then \
+		missing="$$missing python3-venv"; extra="python3 python3-venv"; \
+	fi; \
+	if [ -n "$(PG_PKGS)" ] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then \
+		missing="$$missing postgresql"; \
+	fi; \
 	if [ -n "$$missing" ]; then \
-		echo "installing SIP test peers (missing:$$missing)"; \
-		$(SUDO) apt-get -o DPkg::Lock::Timeout=600 update && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
-			install -y --no-install-recommends $(PEER_PKGS); \
+		echo "installing test peers (missing:$$missing)"; \
+		$(SUDO) $(APT_GET) update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive $(APT_GET) \
+			install -y --no-install-recommends $(PEER_PKGS) $(PG_PKGS) $$extra || \
+			{ echo "error: could not install the test peers:$$missing" >&2; exit 1; }; \
+		for b in $(PEER_BINS); do command -v $$b >/dev/null 2>&1 || \
+			{ echo "error: $$b still missing after apt-get install" >&2; exit 1; }; done; \
+		if [ -n "$(PG_PKGS)" ] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then \
+			echo "error: no /usr/lib/postgresql/*/bin/initdb after installing postgresql" >&2; exit 1; \
+		fi; \
 	fi
 
 lint: $(TEST_STAMP)
@@ -80,9 +124,12 @@ lint: $(TEST_STAMP)
 	$(BIN)/mypy
 	MYPYPATH=tests $(BIN)/mypy --strict -p peers
 
-# Integration tests take their ports from per-worker ranges, so they run in parallel.
-test: $(TEST_STAMP) peers lint
-	$(BIN)/pytest -n auto
+# Peers first (on a fresh machine they bring python3-venv), then lint (make stops at the
+# first failing step), then every test in parallel: integration tests take their ports from
+# per-worker ranges. scripts/run-tests.sh owns the throwaway PostgreSQL server and stops it
+# however pytest ends.
+test: peers $(TEST_STAMP) lint
+	PYTEST=$(BIN)/pytest scripts/run-tests.sh -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST) $(PYTEST_ARGS)
 
 bench: $(INSTALL_STAMP)
 	@found=0; for f in bench/*.py; do [ -e "$$f" ] || continue; found=1; \

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 
 import pytest
@@ -28,48 +30,51 @@ def test_salt_is_fresh_each_time() -> None:
     assert hash_password("same") != hash_password("same")
 
 
+def b64(data: bytes) -> str:
+    """Unpadded standard base64, as in the stored format."""
+    return base64.b64encode(data).decode().rstrip("=")
+
+
 def test_stored_parameters_are_honoured() -> None:
     """The string describes itself: a hash made with other costs still verifies."""
-    import base64
-    import hashlib
-
     salt = b"0123456789abcdef"
     key = hashlib.scrypt(b"pw", salt=salt, n=1024, r=4, p=2, dklen=32)
-
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode().rstrip("=")
-
     stored = f"$scrypt$n=1024,r=4,p=2${b64(salt)}${b64(key)}"
     assert verify_password("pw", stored)
     assert not verify_password("pw2", stored)
 
 
-GOOD = hash_password("pw")
+# A fixed vector (not hash_password's random salt): test ids must be identical in every
+# pytest-xdist worker, and a failure must be reproducible.
+GOOD = "$scrypt$n=16384,r=8,p=1$MDEyMzQ1Njc4OWFiY2RlZg$" + b64(
+    hashlib.scrypt(b"pw", salt=b"0123456789abcdef", n=16384, r=8, p=1, dklen=32)
+)
 _, _, PARAMS, SALT, KEY = GOOD.split("$")
 
 
 @pytest.mark.parametrize(
     "stored",
     [
-        "",
-        "pw",
-        "$pbkdf2$n=16384,r=8,p=1$abc$def",
-        f"scrypt${PARAMS}${SALT}${KEY}",  # no leading $
-        f"$scrypt${PARAMS}${SALT}",  # no key
-        f"$scrypt${PARAMS}${SALT}${KEY}$extra",
-        f"$scrypt$n=16384,r=8${SALT}${KEY}",  # missing p
-        f"$scrypt$n=16384,r=8,p=1,x=2${SALT}${KEY}",
-        f"$scrypt$n=1000,r=8,p=1${SALT}${KEY}",  # n not a power of two
-        f"$scrypt$n=1,r=8,p=1${SALT}${KEY}",
-        f"$scrypt$n=16384,r=0,p=1${SALT}${KEY}",
-        f"$scrypt$n=abc,r=8,p=1${SALT}${KEY}",
-        f"$scrypt$n=1048576,r=8,p=1${SALT}${KEY}",  # 1 GiB: refused, not attempted
-        f"$scrypt$n=16384,r=8,p=99${SALT}${KEY}",
-        f"$scrypt${PARAMS}$!!!${KEY}",  # bad base64
-        f"$scrypt${PARAMS}${SALT}$@@@",
-        f"$scrypt${PARAMS}$${KEY}",  # empty salt
-        f"$scrypt${PARAMS}${SALT}$QUJD",  # key too short
-        f"$scrypt${PARAMS}${SALT}${'A' * 200}",  # key too long
+        pytest.param("", id="empty"),
+        pytest.param("pw", id="plaintext"),
+        pytest.param("$pbkdf2$n=16384,r=8,p=1$abc$def", id="other-scheme"),
+        pytest.param(f"scrypt${PARAMS}${SALT}${KEY}", id="no-leading-dollar"),
+        pytest.param(f"$scrypt${PARAMS}${SALT}", id="no-key"),
+        pytest.param(f"$scrypt${PARAMS}${SALT}${KEY}$extra", id="extra-field"),
+        pytest.param(f"$scrypt$n=16384,r=8${SALT}${KEY}", id="missing-p"),
+        pytest.param(f"$scrypt$n=16384,r=8,p=1,x=2${SALT}${KEY}", id="unknown-param"),
+        pytest.param(f"$scrypt$n=1000,r=8,p=1${SALT}${KEY}", id="n-not-power-of-two"),
+        pytest.param(f"$scrypt$n=1,r=8,p=1${SALT}${KEY}", id="n-1"),
+        pytest.param(f"$scrypt$n=16384,r=0,p=1${SALT}${KEY}", id="r-0"),
+        pytest.param(f"$scrypt$n=abc,r=8,p=1${SALT}${KEY}", id="n-not-a-number"),
+        # 1 GiB of memory: refused, not attempted
+        pytest.param(f"$scrypt$n=1048576,r=8,p=1${SALT}${KEY}", id="n-too-costly"),
+        pytest.param(f"$scrypt$n=16384,r=8,p=99${SALT}${KEY}", id="p-too-costly"),
+        pytest.param(f"$scrypt${PARAMS}$!!!${KEY}", id="salt-bad-base64"),
+        pytest.param(f"$scrypt${PARAMS}${SALT}$@@@", id="key-bad-base64"),
+        pytest.param(f"$scrypt${PARAMS}$${KEY}", id="empty-salt"),
+        pytest.param(f"$scrypt${PARAMS}${SALT}$QUJD", id="key-too-short"),
+        pytest.param(f"$scrypt${PARAMS}${SALT}${'A' * 200}", id="key-too-long"),
     ],
 )
 def test_malformed_stored_never_matches(stored: str) -> None:
@@ -77,4 +82,7 @@ def test_malformed_stored_never_matches(stored: str) -> None:
 
 
 def test_good_vector_sanity() -> None:
+    """The fixed vector is what hash_password makes, so the malformed cases are near misses."""
+    assert FORMAT.match(GOOD), GOOD
     assert verify_password("pw", GOOD)
+    assert b64(b"0123456789abcdef") == SALT
