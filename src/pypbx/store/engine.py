@@ -9,6 +9,7 @@ handling must be replaced by plain BEGIN so that DDL (migrations) is transaction
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,23 @@ def make_engine(url: URL, *, migrating: bool = False) -> AsyncEngine:
     return engine
 
 
+def _switch_to_wal(cursor: Any) -> None:
+    """Turn on WAL journaling (a no-op once the file is in WAL mode).
+
+    SQLite refuses the switch at once, without honouring busy_timeout, while another
+    connection holds the brand-new file; that only happens when several processes open a
+    new database together, so a short bounded retry is enough (startup only).
+    """
+    for attempt in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.05)
+
+
 def _configure_sqlite(engine: AsyncEngine, *, migrating: bool) -> None:
     foreign_keys = "OFF" if migrating else "ON"
     begin = "BEGIN IMMEDIATE" if migrating else "BEGIN"
@@ -85,7 +103,7 @@ def _configure_sqlite(engine: AsyncEngine, *, migrating: bool) -> None:
         try:
             cursor.execute(f"PRAGMA foreign_keys={foreign_keys}")
             cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cursor)
             # In WAL mode NORMAL cannot corrupt the database; it only skips the fsync per
             # commit (a power cut may lose the last transactions, a crash of pypbx loses
             # nothing). One fsync per call-history write would cap the call rate otherwise.
