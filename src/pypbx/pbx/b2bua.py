@@ -600,12 +600,14 @@ class B2BUA:
             other = call.other(leg)
             music = not leg.held and (call.api_hold or (other is not None and other.held))
             bridge.toward(leg.endpoint).paused = music or leg.held
+            # A re-INVITE may change a held leg's codec: its music must follow, or the
+            # phone gets frames in the payload type it no longer expects.
+            if leg.player is not None and (not music or leg.player.codec != leg.codec):
+                self.playout.stop(leg.player)
+                leg.player = None
             if music and leg.player is None:
                 source = LoopingSource(self.hold_music)
                 leg.player = self.playout.start(Player(leg.endpoint, leg.codec, source))
-            elif not music and leg.player is not None:
-                self.playout.stop(leg.player)
-                leg.player = None
 
     def _media_host(self, peer_ip: str) -> str:
         return advertised_address(
