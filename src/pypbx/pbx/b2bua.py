@@ -264,19 +264,9 @@ class B2BUA:
         caller.endpoint, callee_endpoint = endpoints
         endpoint = offer.audio_endpoint()
         caller.endpoint.set_remote(endpoint)
-        caller.codec = CodecSpec(
-            a_codecs[0].payload_type,
-            a_codecs[0].name.upper(),
-            a_event.payload_type if a_event is not None else None,
-        )
-        caller.local_sdp = build_answer(
-            offer,
-            address=self._media_host(caller.peer[0]),
-            port=caller.endpoint.local_port,
-            codecs=[a_codecs[0]],
-            telephone_event=a_event,
-            session_id=_session_id(),
-            session_version=1,
+        caller.codec = _codec_spec(a_codecs[0], a_event)
+        caller.local_sdp = self._answer(
+            caller, offer, a_codecs[0], a_event, session_id=_session_id(), version=1
         )
         call.callee_endpoint = callee_endpoint
         call.fork_codecs = [a_codecs[0]]
@@ -509,19 +499,14 @@ class B2BUA:
                 self.stack.send_response(reply(request, 488, "Not Acceptable Here"))
                 return
             self._update_remote_media(leg, sdp)
-            codec = CodecSpec(
-                codecs[0].payload_type,
-                codecs[0].name.upper(),
-                event.payload_type if event is not None else None,
-            )
-            leg.local_sdp = build_answer(
+            codec = _codec_spec(codecs[0], event)
+            leg.local_sdp = self._answer(
+                leg,
                 sdp,
-                address=self._media_host(leg.peer[0]),
-                port=leg.endpoint.local_port,
-                codecs=[codecs[0]],
-                telephone_event=event,
+                codecs[0],
+                event,
                 session_id=leg.local_sdp.session_id,
-                session_version=leg.local_sdp.session_version + 1,
+                version=leg.local_sdp.session_version + 1,
             )
             if codec != leg.codec:
                 leg.codec = codec
@@ -542,9 +527,7 @@ class B2BUA:
         if chosen is None:
             return False
         event = next((c for c in audio.codecs if c.name.lower() == "telephone-event"), None)
-        leg.codec = CodecSpec(
-            chosen.payload_type, chosen.name.upper(), event.payload_type if event else None
-        )
+        leg.codec = _codec_spec(chosen, event)
         leg.remote_sdp = sdp
         leg.remote_direction = _direction(sdp)
         if leg.endpoint is not None:
@@ -608,6 +591,28 @@ class B2BUA:
             if music and leg.player is None:
                 source = LoopingSource(self.hold_music)
                 leg.player = self.playout.start(Player(leg.endpoint, leg.codec, source))
+
+    def _answer(
+        self,
+        leg: Leg,
+        offer: SessionDescription,
+        codec: Codec,
+        event: Codec | None,
+        *,
+        session_id: int,
+        version: int,
+    ) -> SessionDescription:
+        """pypbx's SDP answer to a phone's offer: this leg's RTP port, one codec."""
+        assert leg.endpoint is not None
+        return build_answer(
+            offer,
+            address=self._media_host(leg.peer[0]),
+            port=leg.endpoint.local_port,
+            codecs=[codec],
+            telephone_event=event,
+            session_id=session_id,
+            session_version=version,
+        )
 
     def _media_host(self, peer_ip: str) -> str:
         return advertised_address(
@@ -871,6 +876,12 @@ class B2BUA:
 def _uri(user: str, host: str) -> SipURI:
     return SipURI(
         scheme="sip", user=user, password=None, host=host, port=None, params={}, headers={}
+    )
+
+
+def _codec_spec(codec: Codec, event: Codec | None) -> CodecSpec:
+    return CodecSpec(
+        codec.payload_type, codec.name.upper(), event.payload_type if event is not None else None
     )
 
 
