@@ -131,7 +131,7 @@ lint: $(TEST_STAMP)
 test: peers $(TEST_STAMP) lint
 	PYTEST=$(BIN)/pytest scripts/run-tests.sh -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST) $(PYTEST_ARGS)
 
-bench: $(INSTALL_STAMP)
+bench: peers $(INSTALL_STAMP)
 	@found=0; for f in bench/*.py; do [ -e "$$f" ] || continue; found=1; \
 		echo "== $$f"; $(BIN)/python "$$f" || exit 1; done; \
 	[ $$found = 1 ] || echo "no benchmarks in bench/ yet"

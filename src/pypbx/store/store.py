@@ -10,6 +10,8 @@ transactions that read first and write later. The work runs in the drivers' own 
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import logging
 import re
 from datetime import datetime
@@ -57,6 +59,7 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._extensions = _ExtensionCache()
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -134,10 +137,17 @@ class Store:
             await self._write(sa.insert(extensions).values(rows.extension_values(ext)))
         except IntegrityError as exc:
             raise AlreadyExistsError(f"extension {ext.id!r} already exists") from exc
+        finally:
+            self._extensions.invalidate()
 
     async def get_extension(self, ext_id: str) -> ExtensionRecord | None:
+        hit, cached = self._extensions.get(("id", ext_id))
+        if hit:
+            return cached
+        generation = self._extensions.generation
         found = await self._read(sa.select(extensions).where(extensions.c.id == ext_id))
-        return rows.extension_from_row(found[0]) if found else None
+        record = rows.extension_from_row(found[0]) if found else None
+        return self._extensions.put(("id", ext_id), record, generation)
 
     async def find_extension_by_auth_name(self, name: str) -> ExtensionRecord | None:
         """The extension a SIP client authenticates as.
@@ -148,6 +158,10 @@ class Store:
         """
         if not name:
             return None
+        hit, cached = self._extensions.get(("auth", name))
+        if hit:
+            return cached
+        generation = self._extensions.generation
         c = extensions.c
         statement = (
             sa.select(extensions, (c.authorization_name == name).label("_by_auth"))
@@ -161,7 +175,8 @@ class Store:
             .limit(1)
         )
         found = await self._read(statement)
-        return rows.extension_from_row(found[0]) if found else None
+        record = rows.extension_from_row(found[0]) if found else None
+        return self._extensions.put(("auth", name), record, generation)
 
     async def update_extension(self, ext: ExtensionRecord) -> None:
         """Replace the configuration of an existing extension; NotFoundError if missing.
@@ -175,12 +190,15 @@ class Store:
             .where(extensions.c.id == ext.id)
             .values(**rows.extension_config_values(ext), updated_at=utcnow())
         )
-        if await self._write(statement) == 0:
+        changed = await self._write(statement)
+        self._extensions.invalidate()
+        if changed == 0:
             raise NotFoundError(f"extension {ext.id!r} does not exist")
 
     async def remove_extension(self, ext_id: str) -> bool:
         """Delete (its bindings go with it); False if there was no such extension."""
         removed = await self._write(sa.delete(extensions).where(extensions.c.id == ext_id))
+        self._extensions.invalidate()
         return removed > 0
 
     async def list_extensions(self, type: str | None = None) -> list[ExtensionRecord]:
@@ -197,7 +215,9 @@ class Store:
             .where(extensions.c.id == ext_id)
             .values(last_ip=last_ip, user_agent=user_agent)
         )
-        if await self._write(statement) == 0:
+        changed = await self._write(statement)
+        self._extensions.invalidate()
+        if changed == 0:
             logger.debug("runtime info for unknown extension %r ignored", ext_id)
 
     # -- office users -------------------------------------------------------------------
@@ -343,3 +363,45 @@ class Store:
     async def set_setting(self, key: str, value: Any) -> None:
         """Store any JSON-serialisable value under `key` (replacing the old one)."""
         await self._write(self._upsert(settings, {"key": key, "value": value}, ["key"]))
+
+
+class _ExtensionCache:
+    """Extension lookups kept in memory: every call and REGISTER needs one or two.
+
+    This process is the only writer of its extensions (every change goes through this
+    Store), so dropping everything on each write keeps it exact. A lookup that raced with a
+    write is not stored (the generation moved on meanwhile). Callers get copies, so editing a
+    returned record cannot change the cache. Unknown names are cached too (a flood of
+    REGISTERs for made-up users must not become a flood of queries), within a size bound.
+    When several nodes share one database (scale-out), this cache needs their invalidation.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], ExtensionRecord | None] = {}
+        self.generation = 0
+
+    def get(self, key: tuple[str, str]) -> tuple[bool, ExtensionRecord | None]:
+        if key not in self._entries:
+            return False, None
+        return True, _copy(self._entries[key])
+
+    def put(
+        self, key: tuple[str, str], record: ExtensionRecord | None, generation: int
+    ) -> ExtensionRecord | None:
+        if generation == self.generation:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = _copy(record)
+        return record
+
+    def invalidate(self) -> None:
+        self._entries.clear()
+        self.generation += 1
+
+
+def _copy(record: ExtensionRecord | None) -> ExtensionRecord | None:
+    if record is None:
+        return None
+    return dataclasses.replace(record, settings=copy.deepcopy(record.settings))
