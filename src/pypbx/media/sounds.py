@@ -1,4 +1,4 @@
-"""Built-in sounds, synthesised so the package ships no audio files: music on hold.
+"""Built-in sounds, synthesised so the package ships no audio files: hold music, ringback.
 
 The default hold music is a slow, soft arpeggio over four chords (I-vi-IV-V in C major) with
 gentle attack and release, at about -20 dBFS: pleasant enough to wait on, and nothing like
@@ -54,6 +54,15 @@ def default_hold_music() -> Pcm:
     music = np.concatenate(notes)
     music *= _LEVEL / max(1e-9, float(np.max(np.abs(music))))
     return (music * 32767).astype(np.int16)
+
+
+@cache
+def ringback_tone() -> Pcm:
+    """Ringback as a caller waiting on a transfer hears it: 425 Hz, 1 s on, 4 s off (ETSI)."""
+    t = np.arange(RATE) / RATE
+    tone = 0.25 * np.sin(2 * np.pi * 425.0 * t)
+    cycle = np.concatenate((tone, np.zeros(4 * RATE)))
+    return (cycle * 32767).astype(np.int16)
 
 
 def load_wav(path: Path) -> Pcm:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from pypbx.media.endpoint import CodecSpec, MediaManager, RtpEndpoint
 from pypbx.media.player import LoopingSource, Pcm, Player, Playout
-from pypbx.media.sounds import default_hold_music
+from pypbx.media.sounds import default_hold_music, ringback_tone
 from pypbx.net.localaddr import advertised_address
 from pypbx.net.stack import SipStack
 from pypbx.pbx.auth import SipAuthenticator
@@ -369,8 +369,9 @@ class B2BUA:
         if sdp is not None and self._accept_callee_sdp(leg, sdp):
             # Early media: bridge now and give the caller our answer in a 183.
             self._bridge(call, leg)
-            self._send_provisional(caller, 183, with_sdp=True)
-        elif caller.provisional_sent == 0:
+            if not call.caller_connected:
+                self._send_provisional(caller, 183, with_sdp=True)
+        elif caller.provisional_sent == 0 and not call.caller_connected:
             self._send_provisional(caller, 180, with_sdp=False)
 
     def _on_fork_answered(self, leg: Leg, response: Response) -> None:
@@ -405,7 +406,8 @@ class B2BUA:
         caller = call.caller
         assert caller is not None
         self._bridge(call, leg)
-        self._answer_caller(caller)
+        if not call.caller_connected:
+            self._answer_caller(caller)
         self._set_state(call, CallState.IN_CALL)
         log.info("call %s answered by %s", call.id, leg.extension_id)
 
@@ -428,15 +430,40 @@ class B2BUA:
         state, result = _FAILURES.get(chosen, (CallState.ERROR, HistoryResult.ERROR))
         if chosen in (408,):
             chosen = 480
-        self._reject_caller(call, chosen, reason if chosen == status else None)
-        self._end(call, state, result)
+        self._unanswered(call, chosen, reason if chosen == status else None, state, result)
 
     def _ring_timeout(self, call: Call) -> None:
         if call.is_over or call.answered is not None:
             return
         log.info("call %s: no answer after %.0f s", call.id, self.ring_timeout)
-        self._reject_caller(call, 480, "Temporarily Unavailable")
-        self._end(call, CallState.BUSY, HistoryResult.NOT_ANSWERED)
+        for fork in call.forks:
+            self._cancel_fork(fork)
+        self._unanswered(
+            call, 480, "Temporarily Unavailable", CallState.BUSY, HistoryResult.NOT_ANSWERED
+        )
+
+    def _unanswered(
+        self,
+        call: Call,
+        status: int,
+        reason: str | None,
+        state: CallState,
+        result: HistoryResult,
+    ) -> None:
+        """Nobody answered: call a transferor back once, else release the caller and end."""
+        if call.recall_to is not None and not call.recalled:
+            call.recalled = True
+            bindings = self.registrar.bindings(call.recall_to)
+            if bindings:
+                log.info(
+                    "call %s: transfer target failed, calling %s back", call.id, call.recall_to
+                )
+                call.forks = []
+                call.destination = call.recall_to
+                self._ring(call, bindings)
+                return
+        self._reject_caller(call, status, reason)
+        self._end(call, state, result)
 
     # ================================================================ in-dialog
     def _on_ack(self, leg: Leg, request: Request) -> None:
@@ -457,8 +484,9 @@ class B2BUA:
         if call.is_over:
             return
         if call.answered is None:
-            # BYE on an early dialog: treat it like a failure of that fork.
-            if leg.kind is LegKind.CALLEE:
+            if leg is call.caller:  # a transferred party gave up while the target rang
+                self._end(call, CallState.CANCELLED, HistoryResult.CANCELLED)
+            elif leg.kind is LegKind.CALLEE:  # BYE on an early dialog: that fork failed
                 leg.terminated = False
                 self._on_fork_failed(leg, 480)
             return
@@ -466,9 +494,7 @@ class B2BUA:
         if other is not None:
             self._send_bye(other)
         result = (
-            HistoryResult.CALLER_HUNG_UP
-            if leg.kind is LegKind.CALLER
-            else HistoryResult.CALLEE_HUNG_UP
+            HistoryResult.CALLER_HUNG_UP if leg is call.caller else HistoryResult.CALLEE_HUNG_UP
         )
         self._end(call, CallState.COMPLETED, result)
 
@@ -673,8 +699,16 @@ class B2BUA:
         leg.retransmit = loop.call_later(t1, again, min(2 * t1, t2))
 
     def _reject_caller(self, call: Call, status: int, reason: str | None = None) -> None:
+        """Release the caller of a call that will not be answered.
+
+        A phone that called in gets the final response to its INVITE; a transferred party,
+        already in a dialog with us, gets a BYE.
+        """
         caller = call.caller
         if caller is None or caller.answer_2xx is not None or call.answered is not None:
+            return
+        if call.caller_connected:
+            self._send_bye(caller)
             return
         self.stack.send_response(reply(caller.invite, status, reason, tag=caller.local_tag))
 
@@ -822,6 +856,71 @@ class B2BUA:
             call.bridge = None
         call.destination = target.id
         self._ring(call, bindings)
+
+    async def blind_transfer(self, call_id: str, target: str, transferor_party: str) -> None:
+        """The BlindTransfer command: the named party leaves, the other one is put through to
+        `target` in a new call (ringback meanwhile); if the target fails, the transferor is
+        called back."""
+        call = self.get(call_id)
+        if call.state not in (CallState.IN_CALL, CallState.HOLD):
+            raise InappropriateStateError(call_id)
+        target_ext = await self.store.get_extension(target)
+        if target_ext is None or not target_ext.enabled or target_ext.type != "SIP":
+            raise UnroutableDestinationError(target)
+        bindings = self.registrar.bindings(target_ext.id)
+        if not bindings:
+            raise UnroutableDestinationError(target)
+        new_id = await self._unique_call_id()
+        endpoint = await self.media.create_endpoint()
+        if call.state not in (CallState.IN_CALL, CallState.HOLD):  # changed meanwhile
+            await self.media.release(endpoint)
+            raise InappropriateStateError(call_id)
+        transferor = call.caller if transferor_party == "caller" else call.callee
+        transferee = call.other(transferor) if transferor is not None else None
+        assert transferor is not None and transferee is not None
+        assert transferee.endpoint is not None and transferee.codec is not None
+
+        # The transferee leaves the old call with its dialog and RTP port intact.
+        if call.bridge is not None:
+            self.media.unbridge(call.bridge)
+            call.bridge = None
+        if transferee is call.caller:
+            call.caller = None
+            if transferee.server_txn is not None:
+                self._invites.pop(transferee.server_txn, None)
+        else:
+            call.callee = None
+            call.forks = [f for f in call.forks if f is not transferee]
+        if call.callee_endpoint is transferee.endpoint:
+            call.callee_endpoint = None
+        if transferee.player is not None:
+            self.playout.stop(transferee.player)
+            transferee.player = None
+        self._send_bye(transferor)
+        self._end(call, CallState.TRANSFERRED, HistoryResult.TRANSFER_COMPLETED)
+
+        now = self._now()
+        new = Call(id=new_id, started=now, caller_connected=True)
+        new.recall_to = transferor.extension_id
+        new.caller = transferee
+        transferee.call = new
+        new.source = transferee.extension_id or ""
+        new.caller_id = new.source
+        new.dialed = target
+        new.destination = target_ext.id
+        new.callee_endpoint = endpoint
+        first = PCMA if transferee.codec.name == "PCMA" else PCMU
+        new.fork_codecs = [first] + [c for c in SUPPORTED_CODECS if c is not first]
+        self.calls[new.id] = new
+        new.history_started = asyncio.get_running_loop().create_task(
+            self._safe(self.store.start_history(new.history(now)))
+        )
+        source = LoopingSource(ringback_tone())
+        transferee.player = self.playout.start(
+            Player(transferee.endpoint, transferee.codec, source)
+        )
+        log.info("call %s: %s transferred to %s as call %s", call.id, new.source, target, new.id)
+        self._ring(new, bindings)
 
     def shutdown(self) -> None:
         """End every call as the process stops: BYE to answered legs, 503 to ringing ones."""

@@ -99,6 +99,11 @@ class Call:
     callee_endpoint: RtpEndpoint | None = None  # shared by every callee leg (fork)
     fork_codecs: list[Codec] = field(default_factory=list)  # what callee legs are offered
     api_hold: bool = False  # held by the Hold command (only Unhold resumes it)
+    # A call that carries on a transfer: its caller leg is a phone already in a dialog with
+    # us (no INVITE to answer), and when the target fails the transferor is called back.
+    caller_connected: bool = False
+    recall_to: str | None = None
+    recalled: bool = False
     ring_timer: asyncio.TimerHandle | None = None
     history_started: asyncio.Task[None] | None = None
 

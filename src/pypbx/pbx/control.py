@@ -82,6 +82,11 @@ class PbxControl(Protocol):
         """
         ...
 
+    async def blind_transfer(self, call_id: str, target: str, transferor_party: str) -> None:
+        """The `transferor_party` ('caller'/'callee') leaves; the other party is put through
+        to `target` in a new call. Raises UnroutableDestinationError for a bad target."""
+        ...
+
     def is_registered(self, extension_id: str) -> bool:
         """True when the extension has at least one live registration."""
         ...

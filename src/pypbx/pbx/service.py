@@ -160,6 +160,9 @@ class Pbx:
     async def forward(self, call_id: str, destination: str) -> None:
         await self.b2bua.forward(call_id, destination)
 
+    async def blind_transfer(self, call_id: str, target: str, transferor_party: str) -> None:
+        await self.b2bua.blind_transfer(call_id, target, transferor_party)
+
     def is_registered(self, extension_id: str) -> bool:
         return self.registrar.is_registered(extension_id)
 

@@ -97,6 +97,9 @@ class FakePbx:
     async def forward(self, call_id: str, destination: str) -> None:
         self._operate("forward", call_id, destination)
 
+    async def blind_transfer(self, call_id: str, target: str, transferor_party: str) -> None:
+        self._operate("blind_transfer", call_id, target, transferor_party)
+
     def is_registered(self, extension_id: str) -> bool:
         return extension_id in self.registered
 

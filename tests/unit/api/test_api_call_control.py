@@ -1,4 +1,5 @@
-"""Hold, Unhold and Forward over the HTTP API (spec 8.2-8.4): parameters and status codes."""
+"""Hold, Unhold, Forward and BlindTransfer over the HTTP API (spec 8.2-8.5): parameters and
+status codes."""
 
 from __future__ import annotations
 
@@ -100,3 +101,58 @@ async def test_forward_unroutable_destination_302(client: Client, with_call: Fak
     assert await resp.text() == envelope(
         302, "Missing or invalid parameter 'Destination' for command 'Forward'"
     )
+
+
+async def test_blind_transfer(client: Client, with_call: FakePbx) -> None:
+    resp = await client.get(
+        "/?command=BlindTransfer&CallId=uteom&Target=1002&TransferorParty=Callee"
+    )
+    assert await resp.text() == OK
+    assert with_call.operations == [("blind_transfer", "uteom", "1002", "callee")]
+
+
+async def test_blind_transfer_o10_typo_alias(client: Client, with_call: FakePbx) -> None:
+    resp = await client.get(
+        "/api?command=BlindTransfer&CallId=uteom&Target=1002&TranferorParty=caller"
+    )
+    assert await resp.text() == OK
+    assert with_call.operations == [("blind_transfer", "uteom", "1002", "caller")]
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("CallId=uteom&Target=1002", "TransferorParty"),
+        ("CallId=uteom&Target=1002&TransferorParty=all", "TransferorParty"),
+        ("CallId=uteom&TransferorParty=caller", "Target"),
+        ("Target=1002&TransferorParty=caller", "CallId"),
+    ],
+)
+async def test_blind_transfer_bad_parameters_302(
+    client: Client, with_call: FakePbx, query: str, parameter: str
+) -> None:
+    resp = await client.get(f"/?command=BlindTransfer&{query}")
+    assert await resp.text() == envelope(
+        302, f"Missing or invalid parameter '{parameter}' for command 'BlindTransfer'"
+    )
+    assert with_call.operations == []
+
+
+async def test_blind_transfer_unroutable_target_302(client: Client, with_call: FakePbx) -> None:
+    with_call.errors[("blind_transfer", "uteom")] = UnroutableDestinationError("999")
+    resp = await client.get(
+        "/?command=BlindTransfer&CallId=uteom&Target=999&TransferorParty=caller"
+    )
+    assert await resp.text() == envelope(
+        302, "Missing or invalid parameter 'Target' for command 'BlindTransfer'"
+    )
+
+
+async def test_blind_transfer_wrong_state_303_and_unknown_601(
+    client: Client, with_call: FakePbx
+) -> None:
+    with_call.errors[("blind_transfer", "uteom")] = InappropriateStateError("uteom")
+    resp = await client.get("/?command=BlindTransfer&CallId=uteom&Target=1&TransferorParty=caller")
+    assert await resp.text() == envelope(303, "Command 'BlindTransfer' cannot be used here")
+    resp = await client.get("/?command=BlindTransfer&CallId=nope&Target=1&TransferorParty=caller")
+    assert await resp.text() == envelope(601, "Call not found with ID 'nope'")

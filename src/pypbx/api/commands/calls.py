@@ -102,6 +102,20 @@ async def forward(ctx: CommandContext) -> list[Node]:
     return []
 
 
+async def blind_transfer(ctx: CommandContext) -> list[Node]:
+    target = ctx.require("Target", str)
+    party = ctx.require("TransferorParty", str)
+
+    async def transfer(call_id: str) -> None:
+        await ctx.pbx.blind_transfer(call_id, target, party)
+
+    try:
+        await _on_call(ctx, transfer)
+    except UnroutableDestinationError as exc:
+        raise ApiError(Status.INVALID_PARAMETER, "Target", ctx.command_name) from exc
+    return []
+
+
 COMMANDS = (
     Command("ListActiveCalls", list_active_calls),
     Command("Hangup", hangup, (CALL_ID,)),
@@ -115,7 +129,7 @@ COMMANDS = (
     Command("Unhold", unhold, (CALL_ID,)),
     Command(
         "BlindTransfer",
-        None,
+        blind_transfer,
         (
             CALL_ID,
             Param(
