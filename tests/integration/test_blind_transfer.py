@@ -335,3 +335,30 @@ def test_blind_transfer_refusals_leave_the_call_alone(
     no_calls_left(pbx)
     assert_end_hears(b, 2.0, TONE_C)
     assert_end_hears(c, 2.0, TONE_B)
+
+
+def test_phone_transfers_with_refer_like_the_api_does(
+    pbx: PbxProcess, make_phone: PhoneFactory
+) -> None:
+    """B transfers A to C from the phone (baresip `transfer`: REFER, NOTIFY sipfrag back):
+    the same path as BlindTransfer, so the same calls, audio and history."""
+    a = extension(pbx, make_phone, "1000", TONE_A)
+    b = extension(pbx, make_phone, "2000", TONE_B)
+    c = extension(pbx, make_phone, "3000", TONE_C)
+    old_id = establish(pbx, a, b)
+    time.sleep(2.0)
+
+    b.command("transfer", f"sip:3000@{pbx.sip_address}")
+    b.wait_for_event("CALL_CLOSED", 10)
+    c.wait_for_event("CALL_ESTABLISHED", 15)
+    call_id = new_call(pbx, old_id, "InCall", "1000", "3000")
+    time.sleep(3.0)
+
+    a.hangup()
+    a.wait_for_event("CALL_CLOSED", 10)
+    c.wait_for_event("CALL_CLOSED", 10)
+    no_calls_left(pbx)
+    assert_end_hears(a, 1.5, TONE_C)
+    assert_end_hears(c, 1.5, TONE_A)
+    assert pbx.stop() == 0
+    assert_history(pbx, old_id, call_id, ("1000", "3000", "3000", "CallerHungUp"))

@@ -56,7 +56,7 @@ from pypbx.store.store import Store
 log = logging.getLogger(__name__)
 
 SUPPORTED_CODECS = [PCMU, PCMA]
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER"
 
 # How a callee's final failure response ends the call: (public state, history result).
 _FAILURES: dict[int, tuple[CallState, HistoryResult]] = {
@@ -126,6 +126,8 @@ class B2BUA:
             self._on_bye(leg, request)
         elif method in ("INVITE", "UPDATE"):
             self._on_reinvite(leg, request)
+        elif method == "REFER":
+            self._on_refer(leg, request)
         elif method in ("INFO", "OPTIONS", "NOTIFY"):
             self.stack.send_response(reply(request, 200))
         else:
@@ -544,6 +546,50 @@ class B2BUA:
             self._retransmit_until_ack(leg, response)
         self._update_hold_state(leg.call)
 
+    def _on_refer(self, leg: Leg, request: Request) -> None:
+        """A phone transfers its partner (RFC 3515/5589): the same BlindTransfer the HTTP
+        command performs, with the progress reported back in NOTIFY sipfrag bodies."""
+        call = leg.call
+        try:
+            refer_to = Address.parse(request.headers.get("Refer-To") or "", "Refer-To")
+        except SipParseError:
+            self.stack.send_response(reply(request, 400, "Bad Refer-To"))
+            return
+        if any(name.lower() == "replaces" for name in refer_to.uri.headers):
+            self.stack.send_response(reply(request, 501, "Attended transfer not supported yet"))
+            return
+        target = refer_to.uri.user or ""
+        if call.is_over or call.state not in (CallState.IN_CALL, CallState.HOLD) or not target:
+            self.stack.send_response(reply(request, 403, "Forbidden"))
+            return
+        self.stack.send_response(reply(request, 202, "Accepted"))
+        self._notify_refer(leg, "SIP/2.0 100 Trying", final=False)
+        party = "caller" if leg is call.caller else "callee"
+        task = asyncio.get_running_loop().create_task(self._refer(leg, call.id, target, party))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _refer(self, leg: Leg, call_id: str, target: str, party: str) -> None:
+        try:
+            await self.blind_transfer(call_id, target, party, referrer=leg)
+        except UnroutableDestinationError:
+            self._notify_refer(leg, "SIP/2.0 404 Not Found", final=True)
+        except (CallNotFoundError, InappropriateStateError):
+            self._notify_refer(leg, "SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
+
+    def _notify_refer(self, leg: Leg, sipfrag: str, *, final: bool) -> None:
+        if leg.dialog is None or leg.terminated:
+            return
+        state = "terminated;reason=noresource" if final else "active;expires=60"
+        notify = leg.dialog.create_request(
+            "NOTIFY",
+            self.stack.new_via(leg.peer[0], leg.transport),
+            body=(sipfrag + "\r\n").encode(),
+            content_type="message/sipfrag;version=2.0",
+            extra_headers=[("Event", "refer"), ("Subscription-State", state)],
+        )
+        self.stack.send_request(notify, leg.peer, leg.transport, on_response=lambda r: None)
+
     # ================================================================ media
     def _accept_callee_sdp(self, leg: Leg, sdp: SessionDescription) -> bool:
         audio = sdp.audio()
@@ -857,7 +903,9 @@ class B2BUA:
         call.destination = target.id
         self._ring(call, bindings)
 
-    async def blind_transfer(self, call_id: str, target: str, transferor_party: str) -> None:
+    async def blind_transfer(
+        self, call_id: str, target: str, transferor_party: str, *, referrer: Leg | None = None
+    ) -> None:
         """The BlindTransfer command: the named party leaves, the other one is put through to
         `target` in a new call (ringback meanwhile); if the target fails, the transferor is
         called back."""
@@ -896,6 +944,8 @@ class B2BUA:
         if transferee.player is not None:
             self.playout.stop(transferee.player)
             transferee.player = None
+        if referrer is transferor:  # a REFER: tell the phone its transfer went through
+            self._notify_refer(transferor, "SIP/2.0 200 OK", final=True)
         self._send_bye(transferor)
         self._end(call, CallState.TRANSFERRED, HistoryResult.TRANSFER_COMPLETED)
 
