@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import urllib.parse
 from collections.abc import Callable
 
 from pypbx.media.endpoint import CodecSpec, MediaManager, RtpEndpoint
@@ -555,8 +556,11 @@ class B2BUA:
         except SipParseError:
             self.stack.send_response(reply(request, 400, "Bad Refer-To"))
             return
-        if any(name.lower() == "replaces" for name in refer_to.uri.headers):
-            self.stack.send_response(reply(request, 501, "Attended transfer not supported yet"))
+        replaces = next(
+            (v for k, v in refer_to.uri.headers.items() if k.lower() == "replaces"), None
+        )
+        if replaces is not None:
+            self._refer_replaces(leg, request, replaces)
             return
         target = refer_to.uri.user or ""
         if call.is_over or call.state not in (CallState.IN_CALL, CallState.HOLD) or not target:
@@ -568,6 +572,35 @@ class B2BUA:
         task = asyncio.get_running_loop().create_task(self._refer(leg, call.id, target, party))
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
+
+    def _refer_replaces(self, leg: Leg, request: Request, replaces: str) -> None:
+        """REFER with Replaces (RFC 3891/5589): the phone's other call is the target call."""
+        other = self._dialog_from_replaces(replaces)
+        if other is None or other.call is leg.call or other.call.is_over:
+            self.stack.send_response(reply(request, 481, "Call/Transaction Does Not Exist"))
+            return
+        self.stack.send_response(reply(request, 202, "Accepted"))
+        self._notify_refer(leg, "SIP/2.0 100 Trying", final=False)
+
+        async def transfer() -> None:
+            try:
+                await self.attended_transfer(leg.call.id, other.call.id, referrer=leg)
+            except (CallNotFoundError, InappropriateStateError):
+                self._notify_refer(leg, "SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
+
+        task = asyncio.get_running_loop().create_task(transfer())
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    def _dialog_from_replaces(self, value: str) -> Leg | None:
+        """The leg a Replaces value names: call-id plus our tag (the phone's to-tag)."""
+        parts = urllib.parse.unquote(value).split(";")
+        params = dict(p.strip().partition("=")[::2] for p in parts[1:])
+        call_id = parts[0].strip()
+        for tag in (params.get("to-tag"), params.get("from-tag")):
+            if tag and (call_id, tag) in self._dialogs:
+                return self._dialogs[(call_id, tag)]
+        return None
 
     async def _refer(self, leg: Leg, call_id: str, target: str, party: str) -> None:
         try:
@@ -928,22 +961,7 @@ class B2BUA:
         assert transferor is not None and transferee is not None
         assert transferee.endpoint is not None and transferee.codec is not None
 
-        # The transferee leaves the old call with its dialog and RTP port intact.
-        if call.bridge is not None:
-            self.media.unbridge(call.bridge)
-            call.bridge = None
-        if transferee is call.caller:
-            call.caller = None
-            if transferee.server_txn is not None:
-                self._invites.pop(transferee.server_txn, None)
-        else:
-            call.callee = None
-            call.forks = [f for f in call.forks if f is not transferee]
-        if call.callee_endpoint is transferee.endpoint:
-            call.callee_endpoint = None
-        if transferee.player is not None:
-            self.playout.stop(transferee.player)
-            transferee.player = None
+        self._detach(call, transferee)
         if referrer is transferor:  # a REFER: tell the phone its transfer went through
             self._notify_refer(transferor, "SIP/2.0 200 OK", final=True)
         self._send_bye(transferor)
@@ -971,6 +989,83 @@ class B2BUA:
         )
         log.info("call %s: %s transferred to %s as call %s", call.id, new.source, target, new.id)
         self._ring(new, bindings)
+
+    async def attended_transfer(
+        self, transferred_id: str, target_id: str, *, referrer: Leg | None = None
+    ) -> None:
+        """The AttendedTransfer command: the party common to both calls (the transferor)
+        leaves both; the other party of each is connected to the other in a new call."""
+        first, second = self.get(transferred_id), self.get(target_id)
+        if first is second:
+            raise InappropriateStateError(target_id)
+        if first.state not in (CallState.IN_CALL, CallState.HOLD):
+            raise InappropriateStateError(transferred_id)
+        if second.state is not CallState.IN_CALL and referrer is None:
+            raise InappropriateStateError(target_id)
+        if second.state not in (CallState.IN_CALL, CallState.HOLD):
+            raise InappropriateStateError(target_id)
+        common = _common_party(first, second)
+        if common is None:
+            raise InappropriateStateError(target_id)
+        first_transferor, second_transferor = common
+        transferee = first.other(first_transferor)
+        target = second.other(second_transferor)
+        assert transferee is not None and target is not None
+        assert transferee.endpoint is not None and transferee.codec is not None
+        assert target.endpoint is not None and target.codec is not None
+        new_id = await self._unique_call_id()
+        if first.is_over or second.is_over:  # one ended meanwhile
+            raise CallNotFoundError(transferred_id if first.is_over else target_id)
+
+        self._detach(first, transferee)
+        self._detach(second, target)
+        if referrer is not None:
+            self._notify_refer(referrer, "SIP/2.0 200 OK", final=True)
+        for call, transferor in ((first, first_transferor), (second, second_transferor)):
+            self._send_bye(transferor)
+            self._end(call, CallState.TRANSFERRED, HistoryResult.TRANSFER_COMPLETED)
+
+        now = self._now()
+        new = Call(id=new_id, started=now, caller_connected=True)
+        new.caller, new.callee, new.forks = transferee, target, [target]
+        transferee.call = target.call = new
+        new.source = transferee.extension_id or ""
+        new.caller_id = new.source
+        new.dialed = new.destination = target.extension_id or ""
+        new.answered = now
+        new.state = CallState.IN_CALL
+        self.calls[new.id] = new
+        new.history_started = asyncio.get_running_loop().create_task(
+            self._safe(self.store.start_history(new.history(now)))
+        )
+        self._bridge(new, target)
+        self._update_hold_state(new)
+        log.info(
+            "calls %s and %s: %s connected to %s as call %s",
+            first.id,
+            second.id,
+            new.source,
+            new.destination,
+            new.id,
+        )
+
+    def _detach(self, call: Call, leg: Leg) -> None:
+        """Take `leg` out of `call` with its dialog and RTP port intact (transfers)."""
+        if call.bridge is not None:
+            self.media.unbridge(call.bridge)
+            call.bridge = None
+        if leg is call.caller:
+            call.caller = None
+            if leg.server_txn is not None:
+                self._invites.pop(leg.server_txn, None)
+        else:
+            call.callee = None
+            call.forks = [f for f in call.forks if f is not leg]
+        if call.callee_endpoint is leg.endpoint:
+            call.callee_endpoint = None
+        if leg.player is not None:
+            self.playout.stop(leg.player)
+            leg.player = None
 
     def shutdown(self) -> None:
         """End every call as the process stops: BYE to answered legs, 503 to ringing ones."""
@@ -1026,6 +1121,20 @@ def _uri(user: str, host: str) -> SipURI:
     return SipURI(
         scheme="sip", user=user, password=None, host=host, port=None, params={}, headers={}
     )
+
+
+def _common_party(first: Call, second: Call) -> tuple[Leg, Leg] | None:
+    """The legs of the one extension that takes part in both calls (the transferor)."""
+    for a in (first.caller, first.callee):
+        for b in (second.caller, second.callee):
+            if (
+                a is not None
+                and b is not None
+                and a.extension_id
+                and (a.extension_id == b.extension_id)
+            ):
+                return a, b
+    return None
 
 
 def _codec_spec(codec: Codec, event: Codec | None) -> CodecSpec:

@@ -87,6 +87,12 @@ class PbxControl(Protocol):
         to `target` in a new call. Raises UnroutableDestinationError for a bad target."""
         ...
 
+    async def attended_transfer(self, transferred_id: str, target_id: str) -> None:
+        """Connect the other parties of two calls that share one party, who leaves both.
+
+        Raises CallNotFoundError (with the unknown id) or InappropriateStateError."""
+        ...
+
     def is_registered(self, extension_id: str) -> bool:
         """True when the extension has at least one live registration."""
         ...

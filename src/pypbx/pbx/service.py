@@ -163,6 +163,9 @@ class Pbx:
     async def blind_transfer(self, call_id: str, target: str, transferor_party: str) -> None:
         await self.b2bua.blind_transfer(call_id, target, transferor_party)
 
+    async def attended_transfer(self, transferred_id: str, target_id: str) -> None:
+        await self.b2bua.attended_transfer(transferred_id, target_id)
+
     def is_registered(self, extension_id: str) -> bool:
         return self.registrar.is_registered(extension_id)
 

@@ -100,6 +100,11 @@ class FakePbx:
     async def blind_transfer(self, call_id: str, target: str, transferor_party: str) -> None:
         self._operate("blind_transfer", call_id, target, transferor_party)
 
+    async def attended_transfer(self, transferred_id: str, target_id: str) -> None:
+        if target_id not in {c.call_id for c in self.calls}:
+            raise CallNotFoundError(target_id)
+        self._operate("attended_transfer", transferred_id, target_id)
+
     def is_registered(self, extension_id: str) -> bool:
         return extension_id in self.registered
 

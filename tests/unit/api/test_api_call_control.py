@@ -3,6 +3,7 @@ status codes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -156,3 +157,46 @@ async def test_blind_transfer_wrong_state_303_and_unknown_601(
     assert await resp.text() == envelope(303, "Command 'BlindTransfer' cannot be used here")
     resp = await client.get("/?command=BlindTransfer&CallId=nope&Target=1&TransferorParty=caller")
     assert await resp.text() == envelope(601, "Call not found with ID 'nope'")
+
+
+async def test_attended_transfer(client: Client, with_call: FakePbx) -> None:
+    with_call.calls.append(replace(with_call.calls[0], call_id="HL1bE"))
+    resp = await client.get("/?command=AttendedTransfer&TransferredCallId=uteom&TargetCallId=HL1bE")
+    assert await resp.text() == OK
+    assert with_call.operations == [("attended_transfer", "uteom", "HL1bE")]
+
+
+async def test_attended_transfer_o10_typo_alias(client: Client, with_call: FakePbx) -> None:
+    with_call.calls.append(replace(with_call.calls[0], call_id="HL1bE"))
+    resp = await client.get(
+        "/api?command=AttendedTransfer&TranferredCallId=uteom&TargetCallId=HL1bE"
+    )
+    assert await resp.text() == OK
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [("TargetCallId=uteom", "TransferredCallId"), ("TransferredCallId=uteom", "TargetCallId")],
+)
+async def test_attended_transfer_missing_ids_302(
+    client: Client, with_call: FakePbx, query: str, parameter: str
+) -> None:
+    resp = await client.get(f"/?command=AttendedTransfer&{query}")
+    assert await resp.text() == envelope(
+        302, f"Missing or invalid parameter '{parameter}' for command 'AttendedTransfer'"
+    )
+
+
+async def test_attended_transfer_601_names_the_unknown_call(
+    client: Client, with_call: FakePbx
+) -> None:
+    resp = await client.get("/?command=AttendedTransfer&TransferredCallId=uteom&TargetCallId=x1")
+    assert await resp.text() == envelope(601, "Call not found with ID 'x1'")
+    resp = await client.get("/?command=AttendedTransfer&TransferredCallId=x2&TargetCallId=uteom")
+    assert await resp.text() == envelope(601, "Call not found with ID 'x2'")
+
+
+async def test_attended_transfer_303(client: Client, with_call: FakePbx) -> None:
+    with_call.errors[("attended_transfer", "uteom")] = InappropriateStateError("uteom")
+    resp = await client.get("/?command=AttendedTransfer&TransferredCallId=uteom&TargetCallId=uteom")
+    assert await resp.text() == envelope(303, "Command 'AttendedTransfer' cannot be used here")

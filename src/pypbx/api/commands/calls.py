@@ -116,6 +116,18 @@ async def blind_transfer(ctx: CommandContext) -> list[Node]:
     return []
 
 
+async def attended_transfer(ctx: CommandContext) -> list[Node]:
+    transferred = ctx.require("TransferredCallId", str)
+    target = ctx.require("TargetCallId", str)
+    try:
+        await ctx.pbx.attended_transfer(transferred, target)
+    except CallNotFoundError as exc:
+        raise ApiError(Status.CALL_NOT_FOUND, str(exc.args[0])) from exc
+    except InappropriateStateError as exc:
+        raise ApiError(Status.INAPPROPRIATE_COMMAND, ctx.command_name) from exc
+    return []
+
+
 COMMANDS = (
     Command("ListActiveCalls", list_active_calls),
     Command("Hangup", hangup, (CALL_ID,)),
@@ -144,7 +156,7 @@ COMMANDS = (
     ),
     Command(
         "AttendedTransfer",
-        None,
+        attended_transfer,
         (
             Param(
                 "TransferredCallId",
