@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from peers.baresip import BaresipPhone
-from peers.flows import PbxFactory, PhoneFactory, no_calls_left, wait_for_state
+from peers.flows import PbxFactory, PhoneFactory, no_calls_left, rtp_ports_held, wait_for_state
 from peers.pbx import PbxProcess
 from peers.tones import read_wav
 
@@ -170,6 +170,7 @@ def test_blind_transfer_connects_the_caller_to_the_target(
     b = extension(pbx, make_phone, "2000", TONE_B)
     c = extension(pbx, make_phone, "3000", TONE_C, answermode="manual")
     old_id = establish(pbx, a, b)
+    assert len(rtp_ports_held(pbx)) == 4, "two legs: an RTP and an RTCP port each"
     time.sleep(2.5)
 
     transfer(pbx, old_id, "callee", "3000")

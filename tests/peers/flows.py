@@ -7,11 +7,13 @@ helper takes the `sipp` fixture's factory, so each run gets its own ports.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from peers.baresip import BaresipPhone
 from peers.pbx import PbxProcess
+from peers.ports import port_is_free
 from peers.sipp import Sipp, SippResult
 
 # what the conftest fixtures of the same names hand out, for annotating tests
@@ -109,7 +111,23 @@ def final_status(result: SippResult) -> int:
 
 
 def no_calls_left(pbx: PbxProcess, timeout: float = 10) -> None:
+    """No active call is listed, and pypbx holds none of its RTP ports any more: every leg of
+    every call (transferred ones included) has been released."""
     pbx.wait_for_calls(lambda calls: calls == [], timeout=timeout)
+    deadline = time.monotonic() + 5.0
+    while True:
+        held = rtp_ports_held(pbx)
+        if not held:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"pypbx still holds RTP ports {held} with no call active")
+        time.sleep(0.1)
+
+
+def rtp_ports_held(pbx: PbxProcess) -> list[int]:
+    """The ports of pypbx's RTP range that something (pypbx) still has bound."""
+    low, high = pbx.rtp_ports
+    return [port for port in range(low, high + 1) if not port_is_free(port)]
 
 
 def wait_for_state(pbx: PbxProcess, state: str, timeout: float = 15) -> dict[str, str]:
