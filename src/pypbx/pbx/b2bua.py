@@ -12,7 +12,8 @@ import asyncio
 import logging
 import secrets
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from pypbx.media.endpoint import CodecSpec, MediaManager, RtpEndpoint
 from pypbx.media.player import LoopingSource, Pcm, Player, Playout
@@ -102,7 +103,7 @@ class B2BUA:
         self._setting_up: set[ServerTransaction] = set()
         self._cancelled_early: set[ServerTransaction] = set()
         self.on_call_ended: Callable[[Call], None] = lambda call: None
-        self._finishing: set[asyncio.Task[None]] = set()
+        self._background_tasks: set[asyncio.Task[None]] = set()
 
     # ================================================================ dispatch
     def in_dialog(self, event: RequestReceived) -> bool:
@@ -569,9 +570,7 @@ class B2BUA:
         self.stack.send_response(reply(request, 202, "Accepted"))
         self._notify_refer(leg, "SIP/2.0 100 Trying", final=False)
         party = "caller" if leg is call.caller else "callee"
-        task = asyncio.get_running_loop().create_task(self._refer(leg, call.id, target, party))
-        self._finishing.add(task)
-        task.add_done_callback(self._finishing.discard)
+        self._background(self._refer(leg, call.id, target, party))
 
     def _refer_replaces(self, leg: Leg, request: Request, replaces: str) -> None:
         """REFER with Replaces (RFC 3891/5589): the phone's other call is the target call."""
@@ -588,9 +587,7 @@ class B2BUA:
             except (CallNotFoundError, InappropriateStateError):
                 self._notify_refer(leg, "SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
 
-        task = asyncio.get_running_loop().create_task(transfer())
-        self._finishing.add(task)
-        task.add_done_callback(self._finishing.discard)
+        self._background(transfer())
 
     def _dialog_from_replaces(self, value: str) -> Leg | None:
         """The leg a Replaces value names: call-id plus our tag (the phone's to-tag)."""
@@ -846,9 +843,7 @@ class B2BUA:
         if caller is not None and caller.server_txn is not None:
             self._invites.pop(caller.server_txn, None)
         self.calls.pop(call.id, None)
-        task = asyncio.get_running_loop().create_task(self._finish(call))
-        self._finishing.add(task)
-        task.add_done_callback(self._finishing.discard)
+        self._background(self._finish(call))
         log.info("call %s ended: %s (%s)", call.id, state.value, result.value)
         self.on_call_ended(call)
 
@@ -1078,10 +1073,16 @@ class B2BUA:
                         self._send_bye(leg)
             self._end(call, CallState.ERROR, HistoryResult.ABORTED)
 
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run work that outlives the current SIP event; `drain` waits for all of it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
+
     async def drain(self) -> None:
         """Wait until every ended call has released its media and written its history."""
-        while self._finishing:
-            await asyncio.gather(*self._finishing, return_exceptions=True)
+        while self._background_tasks:
+            await asyncio.gather(*self._background_tasks, return_exceptions=True)
         await self.playout.close()
 
     # ================================================================ helpers
