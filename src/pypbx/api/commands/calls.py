@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 from pypbx.api import validators as v
 from pypbx.api.context import CommandContext, Dialect
@@ -63,69 +63,50 @@ async def list_active_calls(ctx: CommandContext) -> list[Node]:
     return [container("ActiveCalls", (render(call, ctx) for call in calls))]
 
 
-async def _on_call(ctx: CommandContext, operation: Callable[[str], Awaitable[None]]) -> None:
-    """Run an operation on the call named by CallId, mapping its errors to 601/303."""
-    call_id = ctx.require("CallId", str)
+async def _run(
+    ctx: CommandContext, action: Awaitable[None], *, destination: str | None = None
+) -> list[Node]:
+    """Await a call operation, mapping its errors to the API's codes: 601 for an unknown call
+    (naming that id), 303 for a call in the wrong state, 302 naming `destination` for a
+    number that cannot be routed."""
     try:
-        await operation(call_id)
+        await action
     except CallNotFoundError as exc:
-        raise ApiError(Status.CALL_NOT_FOUND, call_id) from exc
+        raise ApiError(Status.CALL_NOT_FOUND, str(exc.args[0]) if exc.args else "") from exc
     except InappropriateStateError as exc:
         raise ApiError(Status.INAPPROPRIATE_COMMAND, ctx.command_name) from exc
+    except UnroutableDestinationError as exc:
+        raise ApiError(Status.INVALID_PARAMETER, destination or "", ctx.command_name) from exc
+    return []
 
 
 async def hangup(ctx: CommandContext) -> list[Node]:
-    await _on_call(ctx, ctx.pbx.hangup)
-    return []
+    return await _run(ctx, ctx.pbx.hangup(ctx.require("CallId", str)))
 
 
 async def hold(ctx: CommandContext) -> list[Node]:
-    await _on_call(ctx, ctx.pbx.hold)
-    return []
+    return await _run(ctx, ctx.pbx.hold(ctx.require("CallId", str)))
 
 
 async def unhold(ctx: CommandContext) -> list[Node]:
-    await _on_call(ctx, ctx.pbx.unhold)
-    return []
+    return await _run(ctx, ctx.pbx.unhold(ctx.require("CallId", str)))
 
 
 async def forward(ctx: CommandContext) -> list[Node]:
-    destination = ctx.require("Destination", str)
-
-    async def to_destination(call_id: str) -> None:
-        await ctx.pbx.forward(call_id, destination)
-
-    try:
-        await _on_call(ctx, to_destination)
-    except UnroutableDestinationError as exc:
-        raise ApiError(Status.INVALID_PARAMETER, "Destination", ctx.command_name) from exc
-    return []
+    call_id, destination = ctx.require("CallId", str), ctx.require("Destination", str)
+    return await _run(ctx, ctx.pbx.forward(call_id, destination), destination="Destination")
 
 
 async def blind_transfer(ctx: CommandContext) -> list[Node]:
-    target = ctx.require("Target", str)
+    call_id, target = ctx.require("CallId", str), ctx.require("Target", str)
     party = ctx.require("TransferorParty", str)
-
-    async def transfer(call_id: str) -> None:
-        await ctx.pbx.blind_transfer(call_id, target, party)
-
-    try:
-        await _on_call(ctx, transfer)
-    except UnroutableDestinationError as exc:
-        raise ApiError(Status.INVALID_PARAMETER, "Target", ctx.command_name) from exc
-    return []
+    return await _run(ctx, ctx.pbx.blind_transfer(call_id, target, party), destination="Target")
 
 
 async def attended_transfer(ctx: CommandContext) -> list[Node]:
     transferred = ctx.require("TransferredCallId", str)
     target = ctx.require("TargetCallId", str)
-    try:
-        await ctx.pbx.attended_transfer(transferred, target)
-    except CallNotFoundError as exc:
-        raise ApiError(Status.CALL_NOT_FOUND, str(exc.args[0])) from exc
-    except InappropriateStateError as exc:
-        raise ApiError(Status.INAPPROPRIATE_COMMAND, ctx.command_name) from exc
-    return []
+    return await _run(ctx, ctx.pbx.attended_transfer(transferred, target))
 
 
 COMMANDS = (
