@@ -432,7 +432,7 @@ class B2BUA:
             (s for s in _PREFERENCE if s in statuses), statuses[0] if statuses else status
         )
         state, result = _FAILURES.get(chosen, (CallState.ERROR, HistoryResult.ERROR))
-        if chosen in (408,):
+        if chosen == 408:  # our own transaction timed out: the phone is unavailable
             chosen = 480
         self._unanswered(call, chosen, reason if chosen == status else None, state, result)
 

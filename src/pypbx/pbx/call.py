@@ -146,22 +146,18 @@ class Call:
             talk_duration=self.talk_duration(now),
         )
 
+    def _wall_time(self, moment: float | None) -> datetime | None:
+        """A loop-clock moment of this call as wall-clock time (immune to clock steps)."""
+        if moment is None:
+            return None
+        return datetime.fromtimestamp(self.started_at.timestamp() + (moment - self.started), UTC)
+
     def history(self, now: float) -> CallHistoryRecord:
-        answer_time = None
-        if self.answered is not None:
-            answer_time = datetime.fromtimestamp(
-                self.started_at.timestamp() + (self.answered - self.started), UTC
-            )
-        end_time = None
-        if self.ended is not None:
-            end_time = datetime.fromtimestamp(
-                self.started_at.timestamp() + (self.ended - self.started), UTC
-            )
         return CallHistoryRecord(
             call_id=self.id,
             start_time=self.started_at,
-            answer_time=answer_time,
-            end_time=end_time,
+            answer_time=self._wall_time(self.answered),
+            end_time=self._wall_time(self.ended),
             direction=self.direction,
             source=self.source,
             destination=self.destination,
