@@ -90,6 +90,8 @@ run: $(INSTALL_STAMP)
 		echo "       API user 'admin', password in $(ADMIN_PASSWORD_FILE) (used when $(DATA_DIR) is first created)"; \
 		echo "       try: curl \"http://127.0.0.1:7780/?command=ListActiveCalls&Username=admin&Password=\$$(cat $(ADMIN_PASSWORD_FILE))\""; \
 	fi
+	@command -v espeak-ng >/dev/null 2>&1 || \
+		echo "note: the Speak command needs espeak-ng (Debian: apt-get install espeak-ng)"
 	@echo "       stop with Ctrl-C"
 	PYPBX_ADMIN_PASSWORD="$${PYPBX_ADMIN_PASSWORD:-$$(cat $(ADMIN_PASSWORD_FILE))}" $(BIN)/pypbx serve --data-dir $(DATA_DIR) $(ARGS)
 

@@ -15,9 +15,14 @@ from pypbx.api.server import create_app
 from pypbx.api.settings import ApiSettings
 from pypbx.config import Settings
 from pypbx.media.endpoint import MediaManager
+from pypbx.media.fetch import AudioResolver
+from pypbx.media.recorder import repair_recordings
 from pypbx.media.sounds import hold_music
+from pypbx.media.tts import EspeakEngine, SpeechCache
 from pypbx.net.localaddr import is_wildcard
 from pypbx.net.stack import SipStack
+from pypbx.notify import Notifier, NotifySettings
+from pypbx.pbx.call_media import MediaOptions
 from pypbx.pbx.service import Pbx
 from pypbx.pbx.states import HistoryResult
 from pypbx.store.passwords import hash_password
@@ -47,6 +52,59 @@ async def ensure_admin(store: Store, password: str | None) -> None:
         log.warning("created office user 'admin' with generated password: %s", password)
     else:
         log.info("created office user 'admin' with the configured password")
+
+
+def _enable_media(
+    settings: Settings, pbx: Pbx, sip_host: str
+) -> tuple[AudioResolver, Notifier, Path]:
+    """Play, Speak, Record, SendDTMF: their directories, downloader, speech engine and the
+    webhook sender for RecordCompleted."""
+    media_settings = settings.media
+    media_dirs = [Path(d) for d in media_settings.media_dirs] or [settings.data_dir / "media"]
+    recordings_dir = Path(media_settings.recordings_dir or settings.data_dir / "recordings")
+    for directory in (*media_dirs, recordings_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    repaired = repair_recordings(recordings_dir)
+    if repaired:
+        log.warning("repaired %d recordings cut short by an earlier stop", repaired)
+    resolver = AudioResolver(
+        media_dirs,
+        timeout=media_settings.download_timeout,
+        max_bytes=media_settings.download_max_bytes,
+    )
+    speech = SpeechCache(EspeakEngine(default_voice=media_settings.tts_voice))
+    notes = settings.notifications
+    notifier = Notifier(
+        NotifySettings(
+            timeout=notes.timeout,
+            retries=notes.retries,
+            retry_delay=notes.retry_delay,
+            secret=notes.secret or None,
+            user_agent=settings.sip.user_agent,
+        )
+    )
+    http_host, http_port = settings.http_listen
+
+    def public_url() -> str:
+        if settings.http_api.public_url:
+            return settings.http_api.public_url
+        host = settings.media.advertised_address or settings.sip.advertised_address
+        if host is None:
+            host = "127.0.0.1" if is_wildcard(http_host) else http_host
+        return f"http://{host}:{http_port}" if ":" not in host else f"http://[{host}]:{http_port}"
+
+    pbx.enable_media(
+        resolver,
+        speech,
+        notifier,
+        MediaOptions(
+            recordings_dir=recordings_dir,
+            public_url=public_url,
+            dtmf_duration_ms=media_settings.dtmf_duration_ms,
+            dtmf_pause_ms=media_settings.dtmf_pause_ms,
+        ),
+    )
+    return resolver, notifier, recordings_dir
 
 
 async def serve(settings: Settings) -> None:
@@ -92,7 +150,9 @@ async def _run(settings: Settings, store: Store) -> None:
         hold_music=hold_music(
             Path(settings.media.hold_music) if settings.media.hold_music else None
         ),
+        inband_dtmf=settings.media.inband_dtmf,
     )
+    resolver, notifier, recordings_dir = _enable_media(settings, pbx, sip_host)
     try:
         await pbx.start()
     except OSError as exc:
@@ -104,6 +164,7 @@ async def _run(settings: Settings, store: Store) -> None:
         domain=settings.http_api.domain,
         realm=settings.sip.realm,
         keep_sip_passwords=settings.security.keep_sip_passwords,
+        recordings_dir=recordings_dir,
     )
     app = create_app(api_settings, store, pbx)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -114,6 +175,8 @@ async def _run(settings: Settings, store: Store) -> None:
         await site.start()
     except OSError as exc:
         await pbx.stop()
+        await notifier.close()
+        await resolver.close()
         raise OSError(exc.errno, f"HTTP {http_host}:{http_port}: {exc.strerror}") from exc
     shown = "127.0.0.1" if is_wildcard(http_host) else http_host
     log.info(
@@ -131,5 +194,7 @@ async def _run(settings: Settings, store: Store) -> None:
     finally:
         log.info("shutting down: hanging up %d active calls", len(pbx.b2bua.calls))
         await pbx.stop()
+        await notifier.close()
+        await resolver.close()
         await runner.cleanup()
         await media.close()

@@ -76,6 +76,8 @@ class HttpApiSettings:
     allowed_networks: list[str] = field(default_factory=list)
     denied_addresses: list[str] = field(default_factory=list)
     domain: str = "localhost"
+    # Base of the URLs pypbx hands out (RecordURL); None: http://<advertised address>:<port>
+    public_url: str | None = None
 
 
 @dataclass
@@ -84,6 +86,28 @@ class MediaSettings:
 
     advertised_address: str | None = None
     hold_music: str | None = None  # a WAV file; None: the built-in tune
+    # Where Play finds relative AudioFile paths; empty: <data_dir>/media only.
+    media_dirs: list[str] = field(default_factory=list)
+    # Where Record writes; RecordPath must lie under one of these. None: <data_dir>/recordings.
+    recordings_dir: str | None = None
+    # In-band (Goertzel) DTMF detection: "auto" for phones without telephone-event, "always",
+    # or "off". RFC 4733 and SIP INFO key presses are always detected.
+    inband_dtmf: str = "auto"
+    dtmf_duration_ms: int = 100  # SendDTMF tone and pause lengths (spec 8.8)
+    dtmf_pause_ms: int = 100
+    download_timeout: float = 10.0  # Play from a URL
+    download_max_bytes: int = 20_000_000
+    tts_voice: str = "en-us"  # espeak-ng voice when Speak names no known Language/Voice
+
+
+@dataclass
+class NotificationSettings:
+    """[notifications] section: how webhooks (RecordCompleted, CallChanged, ...) are sent."""
+
+    timeout: float = 10.0
+    retries: int = 1  # for reports; notifications that steer a live call are never retried
+    retry_delay: float = 2.0
+    secret: str | None = None  # HMAC key for the X-Pypbx-Signature header
 
 
 @dataclass
@@ -120,6 +144,7 @@ class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     http_api: HttpApiSettings = field(default_factory=HttpApiSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     config_file: Path | None = None
 
@@ -132,6 +157,8 @@ class Settings:
         view = dataclasses.asdict(self)
         if self.admin_password is not None:
             view["admin_password"] = "***"
+        if self.notifications.secret is not None:
+            view["notifications"]["secret"] = "***"
         view["db_url"] = _redact_url(self.db_url)
         return view
 
@@ -241,6 +268,7 @@ SECTIONS: dict[str, type[Any]] = {
     "sip": SipSettings,
     "http_api": HttpApiSettings,
     "media": MediaSettings,
+    "notifications": NotificationSettings,
     "security": SecuritySettings,
 }
 
@@ -378,7 +406,19 @@ def _validate_section(section: object, path: Path) -> None:
                 f'invalid sip.digest_algorithms in {path}: expected a list of "MD5", "SHA-256"'
             )
         section.digest_algorithms = algorithms
+    elif isinstance(section, MediaSettings):
+        if section.inband_dtmf not in ("auto", "always", "off"):
+            raise ConfigError(
+                f'invalid media.inband_dtmf in {path}: expected "auto", "always" or "off"'
+            )
+        for key in ("dtmf_duration_ms", "dtmf_pause_ms"):
+            if not 40 <= getattr(section, key) <= 2000:
+                raise ConfigError(f"invalid media.{key} in {path}: expected 40-2000")
     elif isinstance(section, HttpApiSettings):
+        if section.public_url is not None and not section.public_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError(f"invalid http_api.public_url in {path}: expected an http(s) URL")
         for key in ("allowed_networks", "denied_addresses"):
             for entry in getattr(section, key):
                 try:

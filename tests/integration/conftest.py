@@ -18,6 +18,7 @@ from peers.pbx import PbxProcess
 from peers.ports import PortAllocator
 from peers.sipp import Sipp
 from peers.tones import write_tone
+from peers.webhook import WebServer
 
 PhoneFactory = Callable[..., BaresipPhone]
 SippFactory = Callable[..., Sipp]
@@ -93,6 +94,7 @@ def make_phone(tmp_path: Path, ports: PortAllocator) -> Iterator[PhoneFactory]:
         start: bool = True,
         tone_seconds: float = 120.0,
         codecs: str = "PCMU,PCMA",
+        source_wav: Path | None = None,
     ) -> BaresipPhone:
         workdir = tmp_path / f"phone-{user}-{len(phones)}"
         workdir.mkdir(parents=True)
@@ -113,7 +115,7 @@ def make_phone(tmp_path: Path, ports: PortAllocator) -> Iterator[PhoneFactory]:
             ctrl_port=ports.port(),
             cons_port=ports.port(),
             rtp_ports=(rtp, rtp + 9),
-            tone_wav=write_tone(workdir / f"tone-{tone:g}.wav", tone, tone_seconds),
+            tone_wav=source_wav or write_tone(workdir / f"tone-{tone:g}.wav", tone, tone_seconds),
         )
         phones.append(phone)
         if start:
@@ -123,6 +125,14 @@ def make_phone(tmp_path: Path, ports: PortAllocator) -> Iterator[PhoneFactory]:
     yield make
     for phone in phones:
         phone.stop()
+
+
+@pytest.fixture
+def web() -> Iterator[WebServer]:
+    """A local web server: receives notifications, serves files for Play."""
+    server = WebServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture

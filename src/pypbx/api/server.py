@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import hdrs, web
 
@@ -120,6 +121,40 @@ class ApiService:
         return list(await command.handler(context)), command.name
 
 
+class RecordingFiles:
+    """GET /recordings/<path>: the files `Record` made (RecordURL points here).
+
+    Same address control and office-user authentication as the API (credentials as query
+    parameters or HTTP Basic); a path that leaves the recordings directory is not found.
+    """
+
+    def __init__(self, service: ApiService, directory: Path) -> None:
+        self.service = service
+        self.directory = directory.resolve()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            raise web.HTTPMethodNotAllowed(request.method, ("GET", "HEAD"))
+        if not self.service._address_control.is_allowed(request.remote):
+            raise web.HTTPForbidden()
+        if self.service.settings.auth_required:
+            params = Params(first_occurrences(request.rel_url.query.items()), {})
+            credentials = extract_credentials(params, request.headers.get(hdrs.AUTHORIZATION))
+            try:
+                await self.service.authenticator.authenticate(credentials)
+            except ApiError:
+                raise web.HTTPUnauthorized(
+                    headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="pypbx"'}
+                ) from None
+        relative = request.match_info["path"]
+        if "\x00" in relative:
+            raise web.HTTPNotFound()
+        path = (self.directory / relative).resolve()
+        if not path.is_relative_to(self.directory) or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path)
+
+
 async def read_params(request: web.Request, query_prefix: str = "") -> Params:
     """Query (plus path-carried) parameters merged with a form body; 300 if undecodable."""
     raw_query = request.rel_url.raw_query_string
@@ -183,5 +218,8 @@ def create_app(settings: ApiSettings, store: ApiStore, pbx: PbxControl) -> web.A
     service = ApiService(settings, store, pbx)
     app = web.Application(handler_args={"access_log_class": RedactingAccessLogger})
     app[API_SERVICE] = service
+    if settings.recordings_dir is not None:
+        files = RecordingFiles(service, settings.recordings_dir)
+        app.router.add_route(hdrs.METH_ANY, "/recordings/{path:.+}", files.handle)
     app.router.add_route(hdrs.METH_ANY, "/{tail:.*}", service.handle)
     return app

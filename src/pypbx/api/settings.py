@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import tzinfo
+from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +29,5 @@ class ApiSettings:
     keep_sip_passwords: bool = True
     # Time zone for "local time" in responses; None means the host's local zone.
     timezone: tzinfo | None = None
+    # Recordings are served below /recordings/ with the API's authentication; None: not served.
+    recordings_dir: Path | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,7 @@ FRAME = 160  # samples per 20 ms at 8 kHz
 FRAME_SECONDS = FRAME / RATE
 
 Pcm = npt.NDArray[np.int16]
+T = TypeVar("T", bound="Ticker")
 
 
 class AudioSource(Protocol):
@@ -56,6 +57,47 @@ class LoopingSource:
         return np.concatenate((head, self._pcm[: self._pos]))
 
 
+class ClipSource:
+    """Plays a PCM buffer once or looped, optionally for at most `limit` seconds (prompts)."""
+
+    def __init__(self, pcm: Pcm, *, repeat: bool = False, limit: float | None = None) -> None:
+        self._pcm = pcm
+        self._repeat = repeat and len(pcm) > 0
+        self._pos = 0
+        self._frames_left = None if limit is None else max(1, round(limit / FRAME_SECONDS))
+
+    def next_frame(self) -> Pcm | None:
+        if self._frames_left is not None:
+            if self._frames_left <= 0:
+                return None
+            self._frames_left -= 1
+        if self._pos >= len(self._pcm):
+            if not self._repeat:
+                return None
+            self._pos = 0
+        end = self._pos + FRAME
+        frame = self._pcm[self._pos : end]
+        self._pos = end
+        if len(frame) < FRAME:
+            pad = FRAME - len(frame)
+            if self._repeat:
+                self._pos = pad
+                tail = self._pcm[:pad]
+                if len(tail) < pad:  # a clip shorter than a frame
+                    tail = np.concatenate((tail, np.zeros(pad - len(tail), dtype=np.int16)))
+                return np.concatenate((frame, tail))
+            return np.concatenate((frame, np.zeros(pad, dtype=np.int16)))
+        return frame
+
+
+class Ticker(Protocol):
+    """Anything the shared clock drives every 20 ms: players, leg outputs, recorders."""
+
+    finished: bool
+
+    def tick(self) -> None: ...
+
+
 class Player:
     """Feeds one endpoint from one source until stopped or the source ends."""
 
@@ -82,19 +124,22 @@ class Playout:
     """The shared 20 ms clock that drives every active player."""
 
     def __init__(self) -> None:
-        self._players: list[Player] = []
+        self._players: list[Ticker] = []
         self._task: asyncio.Task[None] | None = None
 
-    def start(self, player: Player) -> Player:
+    def start(self, player: T) -> T:
         self._players.append(player)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         return player
 
-    def stop(self, player: Player) -> None:
+    def stop(self, player: Ticker) -> None:
         player.finished = True
         if player in self._players:
             self._players.remove(player)
+
+    def __contains__(self, player: object) -> bool:
+        return player in self._players
 
     @property
     def active(self) -> int:

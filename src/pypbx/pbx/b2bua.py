@@ -15,7 +15,10 @@ import urllib.parse
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from pypbx.media.dtmf import DtmfDigit, DtmfError
 from pypbx.media.endpoint import CodecSpec, MediaManager, RtpEndpoint
+from pypbx.media.inbound import InboundAudio
+from pypbx.media.leg_output import LegOutput
 from pypbx.media.player import LoopingSource, Pcm, Player, Playout
 from pypbx.media.sounds import default_hold_music, ringback_tone
 from pypbx.net.localaddr import advertised_address
@@ -31,6 +34,7 @@ from pypbx.pbx.registrar import Binding, Registrar
 from pypbx.pbx.replies import reply
 from pypbx.pbx.states import CallState, HistoryResult
 from pypbx.sip.dialog import Dialog
+from pypbx.sip.dtmf_info import DTMF_INFO_CONTENT_TYPES, parse_dtmf_info
 from pypbx.sip.message import (
     Address,
     Headers,
@@ -87,6 +91,7 @@ class B2BUA:
         ring_timeout: float = 90.0,
         media_address: str | None = None,
         hold_music: Pcm | None = None,
+        inband_dtmf: str = "auto",
     ) -> None:
         self.stack = stack
         self.store = store
@@ -102,7 +107,10 @@ class B2BUA:
         self._invites: dict[ServerTransaction, Leg] = {}
         self._setting_up: set[ServerTransaction] = set()
         self._cancelled_early: set[ServerTransaction] = set()
-        self.on_call_ended: Callable[[Call], None] = lambda call: None
+        self.on_call_ended: list[Callable[[Call], None]] = []
+        self.on_digit: Callable[[Leg, DtmfDigit], None] = lambda leg, digit: None
+        self.inband_dtmf = inband_dtmf
+        self._outputs: dict[LegOutput, Leg] = {}
         self._background_tasks: set[asyncio.Task[None]] = set()
 
     # ================================================================ dispatch
@@ -130,7 +138,9 @@ class B2BUA:
             self._on_reinvite(leg, request)
         elif method == "REFER":
             self._on_refer(leg, request)
-        elif method in ("INFO", "OPTIONS", "NOTIFY"):
+        elif method == "INFO":
+            self._on_info(leg, request)
+        elif method in ("OPTIONS", "NOTIFY"):
             self.stack.send_response(reply(request, 200))
         else:
             response = reply(request, 501, "Not Implemented")
@@ -548,6 +558,33 @@ class B2BUA:
             self._retransmit_until_ack(leg, response)
         self._update_hold_state(leg.call)
 
+    def _on_info(self, leg: Leg, request: Request) -> None:
+        """SIP INFO key presses (application/dtmf-relay, application/dtmf); other INFO
+        packages are acknowledged and ignored."""
+        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type not in DTMF_INFO_CONTENT_TYPES or leg.call.is_over:
+            self.stack.send_response(reply(request, 200))
+            return
+        try:
+            key, duration = parse_dtmf_info(content_type, request.body)
+        except DtmfError as exc:
+            self.stack.send_response(reply(request, 400, "Bad DTMF Body"))
+            log.info("call %s: bad DTMF INFO body: %s", leg.call.id, exc)
+            return
+        self.stack.send_response(reply(request, 200))
+        self.on_digit(leg, DtmfDigit(key, "info", self._now(), duration))
+
+    def send_info(self, leg: Leg, body: bytes, content_type: str) -> None:
+        if leg.dialog is None or leg.terminated:
+            return
+        info = leg.dialog.create_request(
+            "INFO",
+            self.stack.new_via(leg.peer[0], leg.transport),
+            body=body,
+            content_type=content_type,
+        )
+        self.stack.send_request(info, leg.peer, leg.transport, on_response=lambda r: None)
+
     def _on_refer(self, leg: Leg, request: Request) -> None:
         """A phone transfers its partner (RFC 3515/5589): the same BlindTransfer the HTTP
         command performs, with the progress reported back in NOTIFY sipfrag bodies."""
@@ -575,11 +612,14 @@ class B2BUA:
     def _refer_replaces(self, leg: Leg, request: Request, replaces: str) -> None:
         """REFER with Replaces (RFC 3891/5589): the phone's other call is the target call."""
         other = self._dialog_from_replaces(replaces)
-        if other is None or other.call is leg.call or other.call.is_over:
-            self.stack.send_response(reply(request, 481, "Call/Transaction Does Not Exist"))
-            return
         self.stack.send_response(reply(request, 202, "Accepted"))
         self._notify_refer(leg, "SIP/2.0 100 Trying", final=False)
+        if other is None or other.call is leg.call or other.call.is_over:
+            # An unknown (e.g. still ringing) target fails in the NOTIFY, not as a 481 to the
+            # REFER: that would tell the phone this dialog is gone (RFC 5057), and it would
+            # hang up on the very party it meant to transfer.
+            self._notify_refer(leg, "SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
+            return
 
         async def transfer() -> None:
             try:
@@ -670,11 +710,12 @@ class B2BUA:
         self._apply_media(call)
 
     def _apply_media(self, call: Call) -> None:
-        """Decide what each phone hears: the other phone, hold music, or nothing.
+        """Decide what each phone hears: the other phone, hold music, a prompt, or nothing.
 
         A phone that put the call on hold itself (sendonly/inactive) gets nothing; its
-        partner gets music. The Hold command gives both parties music. Otherwise the bridge
-        relays both ways.
+        partner gets music. The Hold command gives both parties music. A prompt or DTMF that
+        pypbx sends a phone (Play, Speak, SendDTMF) takes over that phone's stream and mixes
+        in the other phone when it would otherwise hear it. Otherwise the bridge relays.
         """
         bridge = call.bridge
         if bridge is None or call.is_over:
@@ -682,17 +723,87 @@ class B2BUA:
         for leg in (call.caller, call.callee):
             if leg is None or leg.endpoint is None or leg.codec is None:
                 continue
+            self._watch_inbound(leg)
             other = call.other(leg)
             music = not leg.held and (call.api_hold or (other is not None and other.held))
-            bridge.toward(leg.endpoint).paused = music or leg.held
+            output = leg.output if leg.output is not None and leg.output.busy else None
+            bridge.toward(leg.endpoint).paused = music or leg.held or output is not None
             # A re-INVITE may change a held leg's codec: its music must follow, or the
             # phone gets frames in the payload type it no longer expects.
-            if leg.player is not None and (not music or leg.player.codec != leg.codec):
+            if leg.player is not None and (
+                not music or output is not None or leg.player.codec != leg.codec
+            ):
                 self.playout.stop(leg.player)
                 leg.player = None
-            if music and leg.player is None:
+            if music and output is None and leg.player is None:
                 source = LoopingSource(self.hold_music)
                 leg.player = self.playout.start(Player(leg.endpoint, leg.codec, source))
+            if output is not None:
+                output.set_codec(leg.codec)
+                output.mix_conversation = not (music or leg.held)
+            self._feed_conversation(other, leg, output is not None and output.mix_conversation)
+
+    def apply_media(self, call: Call) -> None:
+        """Re-decide what each phone of `call` hears (after a prompt or DTMF was queued)."""
+        self._apply_media(call)
+
+    def _watch_inbound(self, leg: Leg) -> None:
+        """Tap what the phone sends, for DTMF detection, recording and prompt mixing."""
+        assert leg.endpoint is not None and leg.codec is not None
+        mode = self.inband_dtmf
+        inband = mode == "always" or (mode == "auto" and leg.codec.telephone_event_pt is None)
+        if leg.inbound is None:
+            leg.inbound = InboundAudio(
+                leg.codec, lambda digit: self.on_digit(leg, digit), inband=inband
+            )
+            leg.endpoint.add_tap(leg.inbound)
+        elif leg.inbound.codec != leg.codec or leg.inbound.inband != inband:
+            leg.inbound.set_codec(leg.codec, inband=inband)
+
+    @staticmethod
+    def _feed_conversation(speaker: Leg | None, listener: Leg, on: bool) -> None:
+        """Route `speaker`'s decoded audio into the prompt mix `listener` hears, or stop."""
+        if speaker is None or speaker.inbound is None or listener.output is None:
+            return
+        sinks = speaker.inbound.sinks
+        if on:
+            sinks[listener.output] = listener.output.conversation.push
+        else:
+            sinks.pop(listener.output, None)
+
+    def leg_output(self, leg: Leg) -> LegOutput:
+        """The leg's own output (created on first use), started on the playout clock."""
+        assert leg.endpoint is not None and leg.codec is not None
+        output = leg.output
+        if output is None or output.finished or output.endpoint is not leg.endpoint:
+            if output is not None:
+                self.playout.stop(output)
+            output = leg.output = LegOutput(leg.endpoint, leg.codec, self._output_idle)
+            self._outputs[output] = leg
+        if output not in self.playout:
+            self.playout.start(output)
+        return output
+
+    def _output_idle(self, output: LegOutput) -> None:
+        leg = self._outputs.pop(output, None)
+        if leg is None or leg.output is not output:
+            return
+        leg.output = None
+        other = leg.call.other(leg)
+        if other is not None and other.inbound is not None:
+            other.inbound.sinks.pop(output, None)
+        self._apply_media(leg.call)
+
+    def _stop_output(self, leg: Leg) -> None:
+        output = leg.output
+        if output is None:
+            return
+        leg.output = None
+        self._outputs.pop(output, None)
+        self.playout.stop(output)
+        for other in (leg.call.caller, leg.call.callee):
+            if other is not None and other.inbound is not None:
+                other.inbound.sinks.pop(output, None)
 
     def _answer(
         self,
@@ -838,6 +949,7 @@ class B2BUA:
             if leg.player is not None:
                 self.playout.stop(leg.player)
                 leg.player = None
+            self._stop_output(leg)
             self._forget(leg)
         caller = call.caller
         if caller is not None and caller.server_txn is not None:
@@ -845,7 +957,11 @@ class B2BUA:
         self.calls.pop(call.id, None)
         self._background(self._finish(call))
         log.info("call %s ended: %s (%s)", call.id, state.value, result.value)
-        self.on_call_ended(call)
+        for listener in self.on_call_ended:
+            try:
+                listener(call)
+            except Exception:
+                log.exception("call-ended listener failed for call %s", call.id)
 
     async def _finish(self, call: Call) -> None:
         if call.bridge is not None:
@@ -1061,6 +1177,9 @@ class B2BUA:
         if leg.player is not None:
             self.playout.stop(leg.player)
             leg.player = None
+        self._stop_output(leg)
+        if leg.inbound is not None:
+            leg.inbound.sinks.clear()  # recorder and mixer feeds belonged to the old call
 
     def shutdown(self) -> None:
         """End every call as the process stops: BYE to answered legs, 503 to ringing ones."""
@@ -1072,6 +1191,9 @@ class B2BUA:
                     if leg is not None:
                         self._send_bye(leg)
             self._end(call, CallState.ERROR, HistoryResult.ABORTED)
+
+    def background(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._background(coro)
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run work that outlives the current SIP event; `drain` waits for all of it."""

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from pypbx.media.endpoint import Bridge, CodecSpec, RtpEndpoint
+from pypbx.media.inbound import InboundAudio
+from pypbx.media.leg_output import LegOutput
 from pypbx.media.player import Player
 from pypbx.net.transport import Addr
 from pypbx.pbx.control import ActiveCallInfo
@@ -64,6 +66,8 @@ class Leg:
     last_ack: Request | None = None  # callee leg: re-sent when its 2xx is retransmitted
     retransmit: asyncio.TimerHandle | None = None
     player: Player | None = None  # what pypbx itself plays to this phone (hold music)
+    output: LegOutput | None = None  # prompts and DTMF pypbx sends this phone
+    inbound: InboundAudio | None = None  # tap on what the phone sends (DTMF, recording)
     final_status: int | None = None  # callee leg: the failure response that ended it
     terminated: bool = False
 

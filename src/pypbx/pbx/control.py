@@ -26,6 +26,29 @@ class UnroutableDestinationError(ValueError):
     """The number cannot be routed at all: unknown, disabled or unreachable (API code 302)."""
 
 
+class InvalidMediaRequestError(ValueError):
+    """A media parameter names something unusable: a missing file, a failed download, a path
+    outside the allowed directories (API code 302 naming `param`; `reason` says what)."""
+
+    def __init__(self, param: str, reason: str) -> None:
+        super().__init__(f"{param}: {reason}")
+        self.param = param
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRequest:
+    """The Record command's options (spec 8.11)."""
+
+    format: str = "mp3"  # 'mp3' or 'wav'
+    finished_url: str | None = None  # where RecordCompleted is POSTed
+    duration: int | None = None  # seconds
+    inactivity: int | None = None  # seconds of no voice from either party
+    finish_digits: str = ""
+    record_path: str | None = None  # a directory under the recording roots
+    stereo: bool = False  # pypbx addition: caller left, callee right
+
+
 @dataclass(frozen=True, slots=True)
 class ActiveCallInfo:
     """A snapshot of one active call, in the terms ListActiveCalls reports."""
@@ -91,6 +114,29 @@ class PbxControl(Protocol):
         """Connect the other parties of two calls that share one party, who leaves both.
 
         Raises CallNotFoundError (with the unknown id) or InappropriateStateError."""
+        ...
+
+    async def play(
+        self, call_id: str, party: str, audio_file: str, *, repeat: bool, timeout: int | None
+    ) -> None:
+        """Play a WAV/MP3 file or URL to 'caller', 'callee' or 'all', mixed over the
+        conversation, replacing what pypbx was playing to that party.
+
+        Raises InvalidMediaRequestError('AudioFile', ...) when the audio cannot be had."""
+        ...
+
+    async def speak(
+        self, call_id: str, party: str, text: str, *, language: str | None, voice: str | None
+    ) -> None:
+        """Like `play`, with speech synthesised from `text`."""
+        ...
+
+    async def record(self, call_id: str, request: RecordRequest) -> None:
+        """Start recording the call (InappropriateStateError if it is already recorded)."""
+        ...
+
+    async def send_dtmf(self, call_id: str, party: str, keys: str) -> None:
+        """Queue key presses toward the party (RFC 4733, or SIP INFO without it)."""
         ...
 
     def is_registered(self, extension_id: str) -> bool:

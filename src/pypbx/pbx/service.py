@@ -10,11 +10,15 @@ from collections.abc import Coroutine
 from typing import Any
 
 from pypbx.media.endpoint import MediaManager
+from pypbx.media.fetch import AudioResolver
 from pypbx.media.player import Pcm
+from pypbx.media.tts import SpeechEngine
 from pypbx.net.stack import SipStack
+from pypbx.notify import Notifier
 from pypbx.pbx.auth import SipAuthenticator
 from pypbx.pbx.b2bua import ALLOW, B2BUA
-from pypbx.pbx.control import ActiveCallInfo
+from pypbx.pbx.call_media import CallMedia, MediaOptions
+from pypbx.pbx.control import ActiveCallInfo, RecordRequest
 from pypbx.pbx.registrar import Registrar, credentials_fingerprint
 from pypbx.pbx.replies import reply
 from pypbx.sip.digest import DigestVerifier, NonceManager
@@ -44,6 +48,7 @@ class Pbx:
         media_address: str | None = None,
         digest_algorithms: tuple[str, ...] = ("MD5",),
         hold_music: Pcm | None = None,
+        inband_dtmf: str = "auto",
     ) -> None:
         self.stack = stack
         self.store = store
@@ -71,7 +76,9 @@ class Pbx:
             ring_timeout=ring_timeout,
             media_address=media_address,
             hold_music=hold_music,
+            inband_dtmf=inband_dtmf,
         )
+        self.call_media: CallMedia | None = None
         stack.on_request = self.on_request
         stack.on_stray_response = self.b2bua.on_stray_response
         self._tasks: set[asyncio.Task[None]] = set()
@@ -85,6 +92,18 @@ class Pbx:
             value = secrets.token_hex(32)
             await store.set_setting("sip.nonce_secret", value)
         return bytes.fromhex(value)
+
+    def enable_media(
+        self,
+        resolver: AudioResolver,
+        speech: SpeechEngine,
+        notifier: Notifier,
+        options: MediaOptions,
+    ) -> CallMedia:
+        """Turn on Play, Speak, Record and SendDTMF (the process does this at start; tests of
+        the SIP side alone can leave it off)."""
+        self.call_media = CallMedia(self.b2bua, resolver, speech, notifier, options)
+        return self.call_media
 
     async def start(self) -> None:
         await self.registrar.load()
@@ -165,6 +184,27 @@ class Pbx:
 
     async def attended_transfer(self, transferred_id: str, target_id: str) -> None:
         await self.b2bua.attended_transfer(transferred_id, target_id)
+
+    def _media(self) -> CallMedia:
+        if self.call_media is None:
+            raise RuntimeError("media features are not enabled")
+        return self.call_media
+
+    async def play(
+        self, call_id: str, party: str, audio_file: str, *, repeat: bool, timeout: int | None
+    ) -> None:
+        await self._media().play(call_id, party, audio_file, repeat=repeat, timeout=timeout)
+
+    async def speak(
+        self, call_id: str, party: str, text: str, *, language: str | None, voice: str | None
+    ) -> None:
+        await self._media().speak(call_id, party, text, language=language, voice=voice)
+
+    async def record(self, call_id: str, request: RecordRequest) -> None:
+        await self._media().record(call_id, request)
+
+    async def send_dtmf(self, call_id: str, party: str, keys: str) -> None:
+        await self._media().send_dtmf(call_id, party, keys)
 
     def is_registered(self, extension_id: str) -> bool:
         return self.registrar.is_registered(extension_id)
