@@ -22,7 +22,16 @@ import soundfile as sf
 import soxr
 
 from peers.baresip import BaresipPhone
-from peers.flows import PbxFactory, PhoneFactory, no_calls_left, wait_for_state
+from peers.flows import (
+    PbxFactory,
+    PhoneFactory,
+    SippFactory,
+    caller,
+    finish,
+    no_calls_left,
+    start_callee,
+    wait_for_state,
+)
 from peers.pbx import PbxProcess
 from peers.tones import read_wav
 from peers.webhook import WebServer
@@ -425,3 +434,50 @@ def test_record_stereo_mp3_puts_each_party_on_its_own_channel(
     assert seconds_with(right, TONE_B) >= seconds - 1.0
     assert seconds_with(left, TONE_B, 0.02) == 0.0
     assert seconds_with(right, TONE_A, 0.02) == 0.0
+
+
+def test_sip_info_key_presses_both_ways(
+    pbx: PbxProcess, make_phone: PhoneFactory, sipp: SippFactory
+) -> None:
+    """A phone without telephone-event gets SendDTMF as SIP INFO; an INFO key press from a
+    phone is detected and passed on to the other phone (as RFC 4733 events there)."""
+    pbx.add_sip_extension("2000", "pw-2000")
+    uas = start_callee(pbx, sipp, "uas_info_dtmf", "2000", "pw-2000")
+    a = extension(pbx, make_phone, "1000", TONE_A)
+    a.dial(f"sip:2000@{pbx.sip_address}")
+    a.wait_for_event("CALL_ESTABLISHED", 15)
+    call_id = wait_for_state(pbx, "InCall")["CallId"]
+    api_ok(pbx, "SendDTMF", CallId=call_id, Party="callee", Keys="4*")
+    time.sleep(1.0)
+    a.hangup()
+    a.wait_for_event("CALL_CLOSED", 10)
+    finish(uas)
+    no_calls_left(pbx)
+
+    b = extension(pbx, make_phone, "3000", TONE_B)
+    pbx.add_sip_extension("1001", "pw-1001")
+    run = caller(pbx, sipp, "uac_info_dtmf", "3000", "1001", "pw-1001", pause_ms=2500)
+    finish(run.start())
+    b.wait_for_event("CALL_DTMF_START", 5)
+    assert [e.get("param") for e in b.events("CALL_DTMF_START")] == ["7"]
+    assert "DTMF 7 from the caller (info)" in pbx.log_tail(400)
+    b.wait_for_event("CALL_CLOSED", 10)
+    no_calls_left(pbx)
+
+
+def test_a_recording_survives_pypbx_being_killed(pbx: PbxProcess, make_phone: PhoneFactory) -> None:
+    a = extension(pbx, make_phone, "1000", TONE_A)
+    b = extension(pbx, make_phone, "2000", TONE_B)
+    call_id = establish(pbx, a, b)
+    api_ok(pbx, "Record", CallId=call_id, Format="mp3")
+    time.sleep(4.0)
+    pbx.kill()  # no clean shutdown: the WAV being written is left as it was
+    a.hangup()
+    pbx.start()  # repairs what the killed process left
+    files = sorted((pbx.data_dir / "recordings").glob(f"{call_id}_*"))
+    assert [f.suffix for f in files] == [".wav"], files
+    data, rate = sf.read(files[0], dtype="float64")
+    assert rate == RATE
+    assert 2.5 <= len(data) / RATE <= 4.5, len(data) / RATE
+    assert seconds_with(data, TONE_A) >= len(data) / RATE - 1.5
+    assert seconds_with(data, TONE_B) >= len(data) / RATE - 1.5
