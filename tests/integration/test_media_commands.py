@@ -481,3 +481,29 @@ def test_a_recording_survives_pypbx_being_killed(pbx: PbxProcess, make_phone: Ph
     assert 2.5 <= len(data) / RATE <= 4.5, len(data) / RATE
     assert seconds_with(data, TONE_A) >= len(data) / RATE - 1.5
     assert seconds_with(data, TONE_B) >= len(data) / RATE - 1.5
+
+
+def test_record_duration_and_record_path(
+    pbx: PbxProcess, make_phone: PhoneFactory, web: WebServer
+) -> None:
+    a = extension(pbx, make_phone, "1000", TONE_A)
+    b = extension(pbx, make_phone, "2000", TONE_B)
+    call_id = establish(pbx, a, b)
+    api_ok(
+        pbx,
+        "Record",
+        CallId=call_id,
+        Format="wav",
+        Duration="2",
+        RecordPath="team/sales",
+        FinishedURL=web.url("/rec"),
+    )
+    fields = dict(web.wait_for("RecordCompleted", timeout=10).fields)
+    assert (fields["Reason"], fields["Duration"]) == ("Duration", "2"), fields
+    assert f"/recordings/team/sales/{call_id}_" in fields["RecordURL"], fields
+    assert wait_for_state(pbx, "InCall")["CallId"] == call_id  # the call goes on
+    files = list((pbx.data_dir / "recordings" / "team" / "sales").glob("*.wav"))
+    data, _ = sf.read(files[0], dtype="float64")
+    assert abs(len(data) / RATE - 2.0) < 0.1
+    api_ok(pbx, "Record", CallId=call_id, Format="wav")  # a finished recording frees the call
+    hang_up(pbx, a, b)
