@@ -108,6 +108,8 @@ def _payload(data: bytes | bytearray) -> bytes | None:
         start += 4 + 4 * _WORD16.unpack_from(data, start + 2)[0]
     end = len(data)
     if first & 0x20:
+        if data[-1] == 0:  # the count includes itself (RFC 3550 5.1): 0 is a lie
+            return None
         end -= data[-1]
     if start > end:
         return None

@@ -78,16 +78,16 @@ class ClipSource:
         end = self._pos + FRAME
         frame = self._pcm[self._pos : end]
         self._pos = end
-        if len(frame) < FRAME:
-            pad = FRAME - len(frame)
-            if self._repeat:
-                self._pos = pad
-                tail = self._pcm[:pad]
-                if len(tail) < pad:  # a clip shorter than a frame
-                    tail = np.concatenate((tail, np.zeros(pad - len(tail), dtype=np.int16)))
-                return np.concatenate((frame, tail))
-            return np.concatenate((frame, np.zeros(pad, dtype=np.int16)))
-        return frame
+        if len(frame) == FRAME:
+            return frame
+        if not self._repeat:
+            return np.concatenate((frame, np.zeros(FRAME - len(frame), dtype=np.int16)))
+        # looped: continue from the clip's start, as many times as a frame needs
+        pad = FRAME - len(frame)
+        reps = -(-pad // len(self._pcm))
+        tail = np.tile(self._pcm, reps)[:pad]
+        self._pos = pad % len(self._pcm)
+        return np.concatenate((frame, tail))
 
 
 class Ticker(Protocol):

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from pypbx.api.settings import ApiSettings
-from pypbx.pbx.control import ActiveCallInfo, CallNotFoundError
+from pypbx.pbx.control import ActiveCallInfo, CallNotFoundError, RecordRequest
 from pypbx.store.records import (
     AlreadyExistsError,
     ExtensionRecord,
@@ -70,6 +70,9 @@ class FakePbx:
         self.operations: list[tuple[str, ...]] = []
         self.registered: set[str] = set()
         self.changed: list[str] = []
+        # Play/Speak/Record/SendDTMF as invoked: (operation, call id, arguments by name);
+        # `errors` applies to them too.
+        self.media: list[tuple[str, str, dict[str, object]]] = []
 
     def active_calls(self) -> list[ActiveCallInfo]:
         return list(self.calls)
@@ -104,6 +107,31 @@ class FakePbx:
         if target_id not in {c.call_id for c in self.calls}:
             raise CallNotFoundError(target_id)
         self._operate("attended_transfer", transferred_id, target_id)
+
+    def _media(self, operation: str, call_id: str, **arguments: object) -> None:
+        self.media.append((operation, call_id, arguments))
+        if (operation, call_id) in self.errors:
+            raise self.errors[(operation, call_id)]
+        if call_id not in {c.call_id for c in self.calls}:
+            raise CallNotFoundError(call_id)
+
+    async def play(
+        self, call_id: str, party: str, audio_file: str, *, repeat: bool, timeout: int | None
+    ) -> None:
+        self._media(
+            "play", call_id, party=party, audio_file=audio_file, repeat=repeat, timeout=timeout
+        )
+
+    async def speak(
+        self, call_id: str, party: str, text: str, *, language: str | None, voice: str | None
+    ) -> None:
+        self._media("speak", call_id, party=party, text=text, language=language, voice=voice)
+
+    async def record(self, call_id: str, request: RecordRequest) -> None:
+        self._media("record", call_id, request=request)
+
+    async def send_dtmf(self, call_id: str, party: str, keys: str) -> None:
+        self._media("send_dtmf", call_id, party=party, keys=keys)
 
     def is_registered(self, extension_id: str) -> bool:
         return extension_id in self.registered
