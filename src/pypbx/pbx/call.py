@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import string
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,6 +29,17 @@ from pypbx.sip.transaction import ClientTransaction, ServerTransaction
 from pypbx.store.records import CallHistoryRecord
 
 _ID_ALPHABET = string.ascii_letters + string.digits
+
+
+# Where the event loop's clock (monotonic) stands against the wall clock, read once: every
+# call's times derive from it, so the start of a call created by a transfer can never come
+# out before the end of the call it replaces, and a clock step does not bend call durations.
+_LOOP_TO_WALL = time.time() - time.monotonic()
+
+
+def wall_time(loop_time: float) -> datetime:
+    """A moment of the event loop's clock (the default loop reads time.monotonic) as UTC."""
+    return datetime.fromtimestamp(_LOOP_TO_WALL + loop_time, UTC)
 
 
 def new_call_id() -> str:
@@ -150,11 +162,12 @@ class Call:
             talk_duration=self.talk_duration(now),
         )
 
+    def __post_init__(self) -> None:
+        if self.started:
+            self.started_at = wall_time(self.started)
+
     def _wall_time(self, moment: float | None) -> datetime | None:
-        """A loop-clock moment of this call as wall-clock time (immune to clock steps)."""
-        if moment is None:
-            return None
-        return datetime.fromtimestamp(self.started_at.timestamp() + (moment - self.started), UTC)
+        return None if moment is None else wall_time(moment)
 
     def history(self, now: float) -> CallHistoryRecord:
         return CallHistoryRecord(
