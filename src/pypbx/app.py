@@ -19,6 +19,7 @@ from pypbx.media.fetch import AudioResolver
 from pypbx.media.recorder import repair_recordings
 from pypbx.media.sounds import hold_music
 from pypbx.media.tts import EspeakEngine, SpeechCache
+from pypbx.messaging.email import EmailSender
 from pypbx.net.localaddr import is_wildcard
 from pypbx.net.stack import SipStack
 from pypbx.notify import Notifier, NotifySettings
@@ -166,7 +167,10 @@ async def _run(settings: Settings, store: Store) -> None:
         keep_sip_passwords=settings.security.keep_sip_passwords,
         recordings_dir=recordings_dir,
     )
-    app = create_app(api_settings, store, pbx)
+    email = settings.email.settings()
+    app = create_app(
+        api_settings, store, pbx, email_sender=EmailSender(email) if email is not None else None
+    )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     http_host, http_port = settings.http_listen

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from pypbx import __version__
+from pypbx.messaging.email import EmailSettings
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,37 @@ class MediaSettings:
 
 
 @dataclass
+class EmailConfig:
+    """[email] section: the SMTP server SendEmail uses; no host: SendEmail answers 501."""
+
+    host: str | None = None
+    port: int = 25
+    username: str | None = None
+    password: str | None = None
+    starttls: str = "auto"  # "auto", "always" or "never"
+    use_tls: bool = False  # implicit TLS (port 465)
+    from_address: str | None = None
+    timeout: float = 30.0
+    attachment_dirs: list[str] = field(default_factory=list)
+
+    def settings(self) -> EmailSettings | None:
+        """The sender's settings (ValueError names a bad field); None without a host."""
+        if not self.host:
+            return None
+        return EmailSettings(
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            starttls=self.starttls,  # type: ignore[arg-type]  # EmailSettings checks it
+            use_tls=self.use_tls,
+            from_address=self.from_address,
+            timeout=self.timeout,
+            attachment_dirs=tuple(Path(d) for d in self.attachment_dirs),
+        )
+
+
+@dataclass
 class NotificationSettings:
     """[notifications] section: how webhooks (RecordCompleted, CallChanged, ...) are sent."""
 
@@ -145,6 +177,7 @@ class Settings:
     http_api: HttpApiSettings = field(default_factory=HttpApiSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    email: EmailConfig = field(default_factory=EmailConfig)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     config_file: Path | None = None
 
@@ -159,6 +192,8 @@ class Settings:
             view["admin_password"] = "***"
         if self.notifications.secret is not None:
             view["notifications"]["secret"] = "***"
+        if self.email.password is not None:
+            view["email"]["password"] = "***"
         view["db_url"] = _redact_url(self.db_url)
         return view
 
@@ -269,6 +304,7 @@ SECTIONS: dict[str, type[Any]] = {
     "http_api": HttpApiSettings,
     "media": MediaSettings,
     "notifications": NotificationSettings,
+    "email": EmailConfig,
     "security": SecuritySettings,
 }
 
@@ -406,6 +442,11 @@ def _validate_section(section: object, path: Path) -> None:
                 f'invalid sip.digest_algorithms in {path}: expected a list of "MD5", "SHA-256"'
             )
         section.digest_algorithms = algorithms
+    elif isinstance(section, EmailConfig):
+        try:
+            section.settings()
+        except ValueError as exc:
+            raise ConfigError(f"invalid [email] in {path}: {exc}") from None
     elif isinstance(section, MediaSettings):
         if section.inband_dtmf not in ("auto", "always", "off"):
             raise ConfigError(

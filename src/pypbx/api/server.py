@@ -23,6 +23,7 @@ from pypbx.api.registry import CommandRegistry
 from pypbx.api.settings import ApiSettings
 from pypbx.api.status import TEMPLATES, ApiError, Status
 from pypbx.api.xmlout import Node, render_response
+from pypbx.messaging.email import EmailSender
 from pypbx.pbx.control import PbxControl
 from pypbx.store.records import OfficeUserRecord
 
@@ -209,13 +210,19 @@ async def _read_multipart(request: web.Request) -> dict[str, str]:
 API_SERVICE = web.AppKey("pypbx_api_service", ApiService)
 
 
-def create_app(settings: ApiSettings, store: ApiStore, pbx: PbxControl) -> web.Application:
+def create_app(
+    settings: ApiSettings,
+    store: ApiStore,
+    pbx: PbxControl,
+    *,
+    email_sender: EmailSender | None = None,
+) -> web.Application:
     """The HTTP API application; serve it with any aiohttp runner.
 
     The redacting access logger is forced through `handler_args`, which override the
     runner's own `access_log_class`, so no way of running the app logs passwords.
     """
-    service = ApiService(settings, store, pbx)
+    service = ApiService(settings, store, pbx, default_registry(lambda: email_sender))
     app = web.Application(handler_args={"access_log_class": RedactingAccessLogger})
     app[API_SERVICE] = service
     if settings.recordings_dir is not None:

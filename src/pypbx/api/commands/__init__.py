@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pypbx.api.commands import apiext, calls, config, extensions, history, media, o10_extra
+from pypbx.api.commands.email import SenderProvider, make_send_email_command
 from pypbx.api.registry import CommandRegistry
 
 
-def default_registry() -> CommandRegistry:
-    """Every documented command name; those without a handler answer 301."""
+def default_registry(email_sender: SenderProvider = lambda: None) -> CommandRegistry:
+    """Every documented command name; those without a handler answer 301.
+
+    `email_sender` gives SendEmail its SMTP sender (None: not configured, code 501)."""
     return CommandRegistry(
         (
             *apiext.COMMANDS,
+            make_send_email_command(email_sender),
             *calls.COMMANDS,
             *media.COMMANDS,
             *history.COMMANDS,

@@ -39,18 +39,6 @@ COMMANDS = (
         ),
     ),
     Command(
-        "SendEmail",
-        None,
-        (
-            API_EXTENSION,
-            Param("Sender", validator=v.email_address),
-            Param("Recipient", mandatory=True, validator=v.email_address),
-            Param("Message"),
-            Param("Subject"),
-            Param("Attachments"),
-        ),
-    ),
-    Command(
         "SendAlarmNotification",
         None,
         (
