@@ -10,31 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import urllib.parse
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from pypbx.media.dtmf import DtmfDigit, DtmfError
-from pypbx.media.endpoint import CodecSpec, MediaManager, RtpEndpoint
-from pypbx.media.inbound import InboundAudio
+from pypbx.media.dtmf import DtmfDigit
+from pypbx.media.endpoint import MediaManager, RtpEndpoint
 from pypbx.media.leg_output import LegOutput
-from pypbx.media.player import LoopingSource, Pcm, Player, Playout
-from pypbx.media.sounds import default_hold_music, ringback_tone
-from pypbx.net.localaddr import advertised_address
+from pypbx.media.player import Pcm, Playout
+from pypbx.media.sounds import default_hold_music
 from pypbx.net.stack import SipStack
 from pypbx.pbx.auth import SipAuthenticator
 from pypbx.pbx.call import Call, Leg, LegKind, new_call_id
-from pypbx.pbx.control import (
-    CallNotFoundError,
-    InappropriateStateError,
-    UnroutableDestinationError,
-)
+from pypbx.pbx.control import CallNotFoundError, InappropriateStateError
+from pypbx.pbx.leg_media import LegMedia
 from pypbx.pbx.registrar import Binding, Registrar
 from pypbx.pbx.replies import reply
+from pypbx.pbx.sdp_helpers import (
+    ALLOW,
+    SUPPORTED_CODECS,
+    codec_spec,
+    new_session_id,
+    sdp_direction,
+    sip_uri,
+)
 from pypbx.pbx.states import CallState, HistoryResult
+from pypbx.pbx.transfers import Transfers
 from pypbx.sip.dialog import Dialog
-from pypbx.sip.dtmf_info import DTMF_INFO_CONTENT_TYPES, parse_dtmf_info
 from pypbx.sip.message import (
     Address,
     Headers,
@@ -45,24 +46,11 @@ from pypbx.sip.message import (
     generate_call_id,
     generate_tag,
 )
-from pypbx.sip.sdp import (
-    PCMA,
-    PCMU,
-    TELEPHONE_EVENT,
-    Codec,
-    SdpError,
-    SessionDescription,
-    build_answer,
-    build_sdp,
-    negotiate,
-)
+from pypbx.sip.sdp import TELEPHONE_EVENT, Codec, SdpError, SessionDescription, build_sdp, negotiate
 from pypbx.sip.transaction import RequestReceived, ServerTransaction, make_cancel
 from pypbx.store.store import Store
 
-log = logging.getLogger(__name__)
-
-SUPPORTED_CODECS = [PCMU, PCMA]
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER"
+__all__ = ["ALLOW", "B2BUA", "SUPPORTED_CODECS"]
 
 # How a callee's final failure response ends the call: (public state, history result).
 _FAILURES: dict[int, tuple[CallState, HistoryResult]] = {
@@ -77,6 +65,8 @@ _FAILURES: dict[int, tuple[CallState, HistoryResult]] = {
 }
 # When forks fail differently, the response relayed to the caller is the most telling.
 _PREFERENCE = [486, 600, 603, 480, 408]
+
+log = logging.getLogger(__name__)
 
 
 class B2BUA:
@@ -110,8 +100,9 @@ class B2BUA:
         self.on_call_ended: list[Callable[[Call], None]] = []
         self.on_digit: Callable[[Leg, DtmfDigit], None] = lambda leg, digit: None
         self.inband_dtmf = inband_dtmf
-        self._outputs: dict[LegOutput, Leg] = {}
         self._background_tasks: set[asyncio.Task[None]] = set()
+        self.leg_media = LegMedia(self)
+        self.transfers = Transfers(self)
 
     # ================================================================ dispatch
     def in_dialog(self, event: RequestReceived) -> bool:
@@ -137,9 +128,9 @@ class B2BUA:
         elif method in ("INVITE", "UPDATE"):
             self._on_reinvite(leg, request)
         elif method == "REFER":
-            self._on_refer(leg, request)
+            self.transfers.on_refer(leg, request)
         elif method == "INFO":
-            self._on_info(leg, request)
+            self.leg_media.on_info(leg, request)
         elif method in ("OPTIONS", "NOTIFY"):
             self.stack.send_response(reply(request, 200))
         else:
@@ -237,7 +228,7 @@ class B2BUA:
             server_txn=txn,
             extension_id=caller_ext.id,
             remote_sdp=offer,
-            remote_direction=_direction(offer),
+            remote_direction=sdp_direction(offer),
         )
         call.caller = caller
         self.calls[call.id] = call
@@ -278,9 +269,9 @@ class B2BUA:
         caller.endpoint, callee_endpoint = endpoints
         endpoint = offer.audio_endpoint()
         caller.endpoint.set_remote(endpoint)
-        caller.codec = _codec_spec(a_codecs[0], a_event)
-        caller.local_sdp = self._answer(
-            caller, offer, a_codecs[0], a_event, session_id=_session_id(), version=1
+        caller.codec = codec_spec(a_codecs[0], a_event)
+        caller.local_sdp = self.leg_media.answer(
+            caller, offer, a_codecs[0], a_event, session_id=new_session_id(), version=1
         )
         call.callee_endpoint = callee_endpoint
         call.fork_codecs = [a_codecs[0]]
@@ -310,18 +301,18 @@ class B2BUA:
             return
         local_tag = generate_tag()
         from_addr = Address(
-            uri=_uri(call.source, host),
+            uri=sip_uri(call.source, host),
             display_name=call.caller_id if call.caller_id != call.source else None,
             params={"tag": local_tag},
         )
-        to_addr = Address(uri=_uri(call.destination, host), display_name=None, params={})
+        to_addr = Address(uri=sip_uri(call.destination, host), display_name=None, params={})
         sdp = build_sdp(
-            address=self._media_host(peer_ip),
+            address=self.leg_media.media_host(peer_ip),
             port=endpoint.local_port,
             codecs=codecs,
             telephone_event=TELEPHONE_EVENT,
             direction="sendrecv",
-            session_id=_session_id(),
+            session_id=new_session_id(),
             session_version=1,
         )
         headers = Headers()
@@ -380,9 +371,9 @@ class B2BUA:
         caller = call.caller
         assert caller is not None
         sdp = self._parse_sdp(response)
-        if sdp is not None and self._accept_callee_sdp(leg, sdp):
+        if sdp is not None and self.leg_media.accept_callee_sdp(leg, sdp):
             # Early media: bridge now and give the caller our answer in a 183.
-            self._bridge(call, leg)
+            self.leg_media.bridge(call, leg)
             if not call.caller_connected:
                 self._send_provisional(caller, 183, with_sdp=True)
         elif caller.provisional_sent == 0 and not call.caller_connected:
@@ -405,7 +396,7 @@ class B2BUA:
             self._forget(leg)
             return
         sdp = self._parse_sdp(response)
-        if sdp is None or not self._accept_callee_sdp(leg, sdp):
+        if sdp is None or not self.leg_media.accept_callee_sdp(leg, sdp):
             self._send_bye(leg)
             self._on_fork_failed(leg, 488)
             return
@@ -419,7 +410,7 @@ class B2BUA:
         call.forks = [leg]
         caller = call.caller
         assert caller is not None
-        self._bridge(call, leg)
+        self.leg_media.bridge(call, leg)
         if not call.caller_connected:
             self._answer_caller(caller)
         self._set_state(call, CallState.IN_CALL)
@@ -457,12 +448,7 @@ class B2BUA:
         )
 
     def _unanswered(
-        self,
-        call: Call,
-        status: int,
-        reason: str | None,
-        state: CallState,
-        result: HistoryResult,
+        self, call: Call, status: int, reason: str | None, state: CallState, result: HistoryResult
     ) -> None:
         """Nobody answered: call a transferor back once, else release the caller and end."""
         if call.recall_to is not None and not call.recalled:
@@ -489,7 +475,7 @@ class B2BUA:
         if request.body:  # answer to an offer we made in a 2xx (late-offer re-INVITE)
             sdp = self._parse_sdp(request)
             if sdp is not None:
-                self._update_remote_media(leg, sdp)
+                self.leg_media.update_remote_media(leg, sdp)
 
     def _on_bye(self, leg: Leg, request: Request) -> None:
         self.stack.send_response(reply(request, 200))
@@ -538,9 +524,9 @@ class B2BUA:
             except SdpError:
                 self.stack.send_response(reply(request, 488, "Not Acceptable Here"))
                 return
-            self._update_remote_media(leg, sdp)
-            codec = _codec_spec(codecs[0], event)
-            leg.local_sdp = self._answer(
+            self.leg_media.update_remote_media(leg, sdp)
+            codec = codec_spec(codecs[0], event)
+            leg.local_sdp = self.leg_media.answer(
                 leg,
                 sdp,
                 codecs[0],
@@ -551,287 +537,14 @@ class B2BUA:
             if codec != leg.codec:
                 leg.codec = codec
                 if leg.call.callee is not None:
-                    self._bridge(leg.call, leg.call.callee)
+                    self.leg_media.bridge(leg.call, leg.call.callee)
         response = self._response_with_sdp(request, 200, leg)
         self.stack.send_response(response)
         if request.method == "INVITE":
             self._retransmit_until_ack(leg, response)
-        self._update_hold_state(leg.call)
-
-    def _on_info(self, leg: Leg, request: Request) -> None:
-        """SIP INFO key presses (application/dtmf-relay, application/dtmf); other INFO
-        packages are acknowledged and ignored."""
-        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if content_type not in DTMF_INFO_CONTENT_TYPES or leg.call.is_over:
-            self.stack.send_response(reply(request, 200))
-            return
-        try:
-            key, duration = parse_dtmf_info(content_type, request.body)
-        except DtmfError as exc:
-            self.stack.send_response(reply(request, 400, "Bad DTMF Body"))
-            log.info("call %s: bad DTMF INFO body: %s", leg.call.id, exc)
-            return
-        self.stack.send_response(reply(request, 200))
-        self.on_digit(leg, DtmfDigit(key, "info", self._now(), duration))
-
-    def send_info(self, leg: Leg, body: bytes, content_type: str) -> None:
-        if leg.dialog is None or leg.terminated:
-            return
-        info = leg.dialog.create_request(
-            "INFO",
-            self.stack.new_via(leg.peer[0], leg.transport),
-            body=body,
-            content_type=content_type,
-        )
-        self.stack.send_request(info, leg.peer, leg.transport, on_response=lambda r: None)
-
-    def _on_refer(self, leg: Leg, request: Request) -> None:
-        """A phone transfers its partner (RFC 3515/5589): the same BlindTransfer the HTTP
-        command performs, with the progress reported back in NOTIFY sipfrag bodies."""
-        call = leg.call
-        try:
-            refer_to = Address.parse(request.headers.get("Refer-To") or "", "Refer-To")
-        except SipParseError:
-            self.stack.send_response(reply(request, 400, "Bad Refer-To"))
-            return
-        replaces = next(
-            (v for k, v in refer_to.uri.headers.items() if k.lower() == "replaces"), None
-        )
-        if replaces is not None:
-            self._refer_replaces(leg, request, replaces)
-            return
-        target = refer_to.uri.user or ""
-        if call.is_over or call.state not in (CallState.IN_CALL, CallState.HOLD) or not target:
-            self.stack.send_response(reply(request, 403, "Forbidden"))
-            return
-        self.stack.send_response(reply(request, 202, "Accepted"))
-        self._notify_refer(leg, "SIP/2.0 100 Trying", final=False)
-        party = "caller" if leg is call.caller else "callee"
-        self._background(self._refer(leg, call.id, target, party))
-
-    def _refer_replaces(self, leg: Leg, request: Request, replaces: str) -> None:
-        """REFER with Replaces (RFC 3891/5589): the phone's other call is the target call."""
-        other = self._dialog_from_replaces(replaces)
-        self.stack.send_response(reply(request, 202, "Accepted"))
-        self._notify_refer(leg, "SIP/2.0 100 Trying", final=False)
-        if other is None or other.call is leg.call or other.call.is_over:
-            # An unknown (e.g. still ringing) target fails in the NOTIFY, not as a 481 to the
-            # REFER: that would tell the phone this dialog is gone (RFC 5057), and it would
-            # hang up on the very party it meant to transfer.
-            self._notify_refer(leg, "SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
-            return
-
-        async def transfer() -> None:
-            try:
-                await self.attended_transfer(leg.call.id, other.call.id, referrer=leg)
-            except (CallNotFoundError, InappropriateStateError):
-                self._notify_refer(leg, "SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
-
-        self._background(transfer())
-
-    def _dialog_from_replaces(self, value: str) -> Leg | None:
-        """The leg a Replaces value names: call-id plus our tag (the phone's to-tag)."""
-        parts = urllib.parse.unquote(value).split(";")
-        params = dict(p.strip().partition("=")[::2] for p in parts[1:])
-        call_id = parts[0].strip()
-        for tag in (params.get("to-tag"), params.get("from-tag")):
-            if tag and (call_id, tag) in self._dialogs:
-                return self._dialogs[(call_id, tag)]
-        return None
-
-    async def _refer(self, leg: Leg, call_id: str, target: str, party: str) -> None:
-        try:
-            await self.blind_transfer(call_id, target, party, referrer=leg)
-        except UnroutableDestinationError:
-            self._notify_refer(leg, "SIP/2.0 404 Not Found", final=True)
-        except (CallNotFoundError, InappropriateStateError):
-            self._notify_refer(leg, "SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
-
-    def _notify_refer(self, leg: Leg, sipfrag: str, *, final: bool) -> None:
-        if leg.dialog is None or leg.terminated:
-            return
-        state = "terminated;reason=noresource" if final else "active;expires=60"
-        notify = leg.dialog.create_request(
-            "NOTIFY",
-            self.stack.new_via(leg.peer[0], leg.transport),
-            body=(sipfrag + "\r\n").encode(),
-            content_type="message/sipfrag;version=2.0",
-            extra_headers=[("Event", "refer"), ("Subscription-State", state)],
-        )
-        self.stack.send_request(notify, leg.peer, leg.transport, on_response=lambda r: None)
+        self.leg_media.update_hold_state(leg.call)
 
     # ================================================================ media
-    def _accept_callee_sdp(self, leg: Leg, sdp: SessionDescription) -> bool:
-        audio = sdp.audio()
-        if audio is None:
-            return False
-        chosen = next((c for c in audio.codecs if c.name.upper() in ("PCMU", "PCMA")), None)
-        if chosen is None:
-            return False
-        event = next((c for c in audio.codecs if c.name.lower() == "telephone-event"), None)
-        leg.codec = _codec_spec(chosen, event)
-        leg.remote_sdp = sdp
-        leg.remote_direction = _direction(sdp)
-        if leg.endpoint is not None:
-            leg.endpoint.set_remote(sdp.audio_endpoint())
-        return True
-
-    def _update_remote_media(self, leg: Leg, sdp: SessionDescription) -> None:
-        leg.remote_sdp = sdp
-        leg.remote_direction = _direction(sdp)
-        endpoint = sdp.audio_endpoint()
-        usable = endpoint is not None and endpoint[1] != 0 and endpoint[0] not in ("0.0.0.0", "::")
-        if leg.endpoint is not None and usable:
-            leg.endpoint.set_remote(endpoint)
-
-    def _bridge(self, call: Call, callee: Leg) -> None:
-        caller = call.caller
-        assert caller is not None
-        if caller.endpoint is None or callee.endpoint is None:
-            return
-        if caller.codec is None or callee.codec is None:
-            return
-        if call.bridge is not None:
-            self.media.unbridge(call.bridge)
-        call.bridge = self.media.bridge(
-            caller.endpoint, callee.endpoint, caller.codec, callee.codec
-        )
-        self._apply_media(call)
-
-    def _update_hold_state(self, call: Call) -> None:
-        """Public state and media after a Hold/Unhold command or a phone's (un)hold re-INVITE."""
-        if call.is_over or call.answered is None:
-            return
-        held = call.api_hold or any(leg.held for leg in (call.caller, call.callee) if leg)
-        if held and call.state is CallState.IN_CALL:
-            self._set_state(call, CallState.HOLD)
-        elif not held and call.state is CallState.HOLD:
-            self._set_state(call, CallState.IN_CALL)
-        self._apply_media(call)
-
-    def _apply_media(self, call: Call) -> None:
-        """Decide what each phone hears: the other phone, hold music, a prompt, or nothing.
-
-        A phone that put the call on hold itself (sendonly/inactive) gets nothing; its
-        partner gets music. The Hold command gives both parties music. A prompt or DTMF that
-        pypbx sends a phone (Play, Speak, SendDTMF) takes over that phone's stream and mixes
-        in the other phone when it would otherwise hear it. Otherwise the bridge relays.
-        """
-        bridge = call.bridge
-        if bridge is None or call.is_over:
-            return
-        for leg in (call.caller, call.callee):
-            if leg is None or leg.endpoint is None or leg.codec is None:
-                continue
-            self._watch_inbound(leg)
-            other = call.other(leg)
-            music = not leg.held and (call.api_hold or (other is not None and other.held))
-            output = leg.output if leg.output is not None and leg.output.busy else None
-            bridge.toward(leg.endpoint).paused = music or leg.held or output is not None
-            # A re-INVITE may change a held leg's codec: its music must follow, or the
-            # phone gets frames in the payload type it no longer expects.
-            if leg.player is not None and (
-                not music or output is not None or leg.player.codec != leg.codec
-            ):
-                self.playout.stop(leg.player)
-                leg.player = None
-            if music and output is None and leg.player is None:
-                source = LoopingSource(self.hold_music)
-                leg.player = self.playout.start(Player(leg.endpoint, leg.codec, source))
-            if output is not None:
-                output.set_codec(leg.codec)
-                output.mix_conversation = not (music or leg.held)
-            self._feed_conversation(other, leg, output is not None and output.mix_conversation)
-
-    def apply_media(self, call: Call) -> None:
-        """Re-decide what each phone of `call` hears (after a prompt or DTMF was queued)."""
-        self._apply_media(call)
-
-    def _watch_inbound(self, leg: Leg) -> None:
-        """Tap what the phone sends, for DTMF detection, recording and prompt mixing."""
-        assert leg.endpoint is not None and leg.codec is not None
-        mode = self.inband_dtmf
-        inband = mode == "always" or (mode == "auto" and leg.codec.telephone_event_pt is None)
-        if leg.inbound is None:
-            leg.inbound = InboundAudio(
-                leg.codec, lambda digit: self.on_digit(leg, digit), inband=inband
-            )
-            leg.endpoint.add_tap(leg.inbound)
-        elif leg.inbound.codec != leg.codec or leg.inbound.inband != inband:
-            leg.inbound.set_codec(leg.codec, inband=inband)
-
-    @staticmethod
-    def _feed_conversation(speaker: Leg | None, listener: Leg, on: bool) -> None:
-        """Route `speaker`'s decoded audio into the prompt mix `listener` hears, or stop."""
-        if speaker is None or speaker.inbound is None or listener.output is None:
-            return
-        sinks = speaker.inbound.sinks
-        if on:
-            sinks[listener.output] = listener.output.conversation.push
-        else:
-            sinks.pop(listener.output, None)
-
-    def leg_output(self, leg: Leg) -> LegOutput:
-        """The leg's own output (created on first use), started on the playout clock."""
-        assert leg.endpoint is not None and leg.codec is not None
-        output = leg.output
-        if output is None or output.finished or output.endpoint is not leg.endpoint:
-            if output is not None:
-                self.playout.stop(output)
-            output = leg.output = LegOutput(leg.endpoint, leg.codec, self._output_idle)
-            self._outputs[output] = leg
-        if output not in self.playout:
-            self.playout.start(output)
-        return output
-
-    def _output_idle(self, output: LegOutput) -> None:
-        leg = self._outputs.pop(output, None)
-        if leg is None or leg.output is not output:
-            return
-        leg.output = None
-        other = leg.call.other(leg)
-        if other is not None and other.inbound is not None:
-            other.inbound.sinks.pop(output, None)
-        self._apply_media(leg.call)
-
-    def _stop_output(self, leg: Leg) -> None:
-        output = leg.output
-        if output is None:
-            return
-        leg.output = None
-        self._outputs.pop(output, None)
-        self.playout.stop(output)
-        for other in (leg.call.caller, leg.call.callee):
-            if other is not None and other.inbound is not None:
-                other.inbound.sinks.pop(output, None)
-
-    def _answer(
-        self,
-        leg: Leg,
-        offer: SessionDescription,
-        codec: Codec,
-        event: Codec | None,
-        *,
-        session_id: int,
-        version: int,
-    ) -> SessionDescription:
-        """pypbx's SDP answer to a phone's offer: this leg's RTP port, one codec."""
-        assert leg.endpoint is not None
-        return build_answer(
-            offer,
-            address=self._media_host(leg.peer[0]),
-            port=leg.endpoint.local_port,
-            codecs=[codec],
-            telephone_event=event,
-            session_id=session_id,
-            session_version=version,
-        )
-
-    def _media_host(self, peer_ip: str) -> str:
-        return advertised_address(
-            self.stack.bind_host, self.media_address or self.stack.advertised, peer_ip
-        )
-
     # ================================================================ sending
     def _send_provisional(self, caller: Leg, status: int, *, with_sdp: bool) -> None:
         if with_sdp:
@@ -949,7 +662,7 @@ class B2BUA:
             if leg.player is not None:
                 self.playout.stop(leg.player)
                 leg.player = None
-            self._stop_output(leg)
+            self.leg_media.stop_output(leg)
             self._forget(leg)
         caller = call.caller
         if caller is not None and caller.server_txn is not None:
@@ -1014,7 +727,7 @@ class B2BUA:
         if call.state is not CallState.IN_CALL:
             raise InappropriateStateError(call_id)
         call.api_hold = True
-        self._update_hold_state(call)
+        self.leg_media.update_hold_state(call)
 
     def unhold(self, call_id: str) -> None:
         """The Unhold command: reconnect a call held by Hold (not one a phone holds)."""
@@ -1022,164 +735,7 @@ class B2BUA:
         if not call.api_hold or call.state is not CallState.HOLD:
             raise InappropriateStateError(call_id)
         call.api_hold = False
-        self._update_hold_state(call)
-
-    async def forward(self, call_id: str, destination: str) -> None:
-        """The Forward command: a ringing call rings `destination` instead, same CallId."""
-        call = self.get(call_id)
-        if call.state is not CallState.RINGING or call.callee_endpoint is None:
-            raise InappropriateStateError(call_id)
-        target = await self.store.get_extension(destination)
-        if target is None or not target.enabled or target.type != "SIP":
-            raise UnroutableDestinationError(destination)
-        bindings = self.registrar.bindings(target.id)
-        if not bindings:
-            raise UnroutableDestinationError(destination)
-        if call.is_over or call.answered is not None:  # changed while we looked it up
-            raise InappropriateStateError(call_id)
-        log.info("call %s forwarded from %s to %s", call.id, call.destination, target.id)
-        for fork in call.forks:
-            self._cancel_fork(fork)
-        call.forks = []
-        if call.bridge is not None:  # early media of the old destination
-            self.media.unbridge(call.bridge)
-            call.bridge = None
-        call.destination = target.id
-        self._ring(call, bindings)
-
-    async def blind_transfer(
-        self, call_id: str, target: str, transferor_party: str, *, referrer: Leg | None = None
-    ) -> None:
-        """The BlindTransfer command: the named party leaves, the other one is put through to
-        `target` in a new call (ringback meanwhile); if the target fails, the transferor is
-        called back."""
-        call = self.get(call_id)
-        if call.state not in (CallState.IN_CALL, CallState.HOLD):
-            raise InappropriateStateError(call_id)
-        target_ext = await self.store.get_extension(target)
-        if target_ext is None or not target_ext.enabled or target_ext.type != "SIP":
-            raise UnroutableDestinationError(target)
-        bindings = self.registrar.bindings(target_ext.id)
-        if not bindings:
-            raise UnroutableDestinationError(target)
-        new_id = await self._unique_call_id()
-        endpoint = await self.media.create_endpoint()
-        if call.state not in (CallState.IN_CALL, CallState.HOLD):  # changed meanwhile
-            await self.media.release(endpoint)
-            raise InappropriateStateError(call_id)
-        transferor = call.caller if transferor_party == "caller" else call.callee
-        transferee = call.other(transferor) if transferor is not None else None
-        assert transferor is not None and transferee is not None
-        assert transferee.endpoint is not None and transferee.codec is not None
-
-        self._detach(call, transferee)
-        if referrer is transferor:  # a REFER: tell the phone its transfer went through
-            self._notify_refer(transferor, "SIP/2.0 200 OK", final=True)
-        self._send_bye(transferor)
-        self._end(call, CallState.TRANSFERRED, HistoryResult.TRANSFER_COMPLETED)
-
-        now = self._now()
-        new = Call(id=new_id, started=now, caller_connected=True)
-        new.recall_to = transferor.extension_id
-        new.caller = transferee
-        transferee.call = new
-        new.source = transferee.extension_id or ""
-        new.caller_id = new.source
-        new.dialed = target
-        new.destination = target_ext.id
-        new.callee_endpoint = endpoint
-        first = PCMA if transferee.codec.name == "PCMA" else PCMU
-        new.fork_codecs = [first] + [c for c in SUPPORTED_CODECS if c is not first]
-        self.calls[new.id] = new
-        new.history_started = asyncio.get_running_loop().create_task(
-            self._safe(self.store.start_history(new.history(now)))
-        )
-        source = LoopingSource(ringback_tone())
-        transferee.player = self.playout.start(
-            Player(transferee.endpoint, transferee.codec, source)
-        )
-        log.info("call %s: %s transferred to %s as call %s", call.id, new.source, target, new.id)
-        self._ring(new, bindings)
-
-    async def attended_transfer(
-        self, transferred_id: str, target_id: str, *, referrer: Leg | None = None
-    ) -> None:
-        """The AttendedTransfer command: the party common to both calls (the transferor)
-        leaves both; the other party of each is connected to the other in a new call."""
-        first, second = self.get(transferred_id), self.get(target_id)
-        if first is second:
-            raise InappropriateStateError(target_id)
-        if first.state not in (CallState.IN_CALL, CallState.HOLD):
-            raise InappropriateStateError(transferred_id)
-        if second.state is not CallState.IN_CALL and referrer is None:
-            raise InappropriateStateError(target_id)
-        if second.state not in (CallState.IN_CALL, CallState.HOLD):
-            raise InappropriateStateError(target_id)
-        common = _common_party(first, second)
-        if common is None:
-            raise InappropriateStateError(target_id)
-        first_transferor, second_transferor = common
-        transferee = first.other(first_transferor)
-        target = second.other(second_transferor)
-        assert transferee is not None and target is not None
-        assert transferee.endpoint is not None and transferee.codec is not None
-        assert target.endpoint is not None and target.codec is not None
-        new_id = await self._unique_call_id()
-        if first.is_over or second.is_over:  # one ended meanwhile
-            raise CallNotFoundError(transferred_id if first.is_over else target_id)
-
-        self._detach(first, transferee)
-        self._detach(second, target)
-        if referrer is not None:
-            self._notify_refer(referrer, "SIP/2.0 200 OK", final=True)
-        for call, transferor in ((first, first_transferor), (second, second_transferor)):
-            self._send_bye(transferor)
-            self._end(call, CallState.TRANSFERRED, HistoryResult.TRANSFER_COMPLETED)
-
-        now = self._now()
-        new = Call(id=new_id, started=now, caller_connected=True)
-        new.caller, new.callee, new.forks = transferee, target, [target]
-        transferee.call = target.call = new
-        new.source = transferee.extension_id or ""
-        new.caller_id = new.source
-        new.dialed = new.destination = target.extension_id or ""
-        new.answered = now
-        new.state = CallState.IN_CALL
-        self.calls[new.id] = new
-        new.history_started = asyncio.get_running_loop().create_task(
-            self._safe(self.store.start_history(new.history(now)))
-        )
-        self._bridge(new, target)
-        self._update_hold_state(new)
-        log.info(
-            "calls %s and %s: %s connected to %s as call %s",
-            first.id,
-            second.id,
-            new.source,
-            new.destination,
-            new.id,
-        )
-
-    def _detach(self, call: Call, leg: Leg) -> None:
-        """Take `leg` out of `call` with its dialog and RTP port intact (transfers)."""
-        if call.bridge is not None:
-            self.media.unbridge(call.bridge)
-            call.bridge = None
-        if leg is call.caller:
-            call.caller = None
-            if leg.server_txn is not None:
-                self._invites.pop(leg.server_txn, None)
-        else:
-            call.callee = None
-            call.forks = [f for f in call.forks if f is not leg]
-        if call.callee_endpoint is leg.endpoint:
-            call.callee_endpoint = None
-        if leg.player is not None:
-            self.playout.stop(leg.player)
-            leg.player = None
-        self._stop_output(leg)
-        if leg.inbound is not None:
-            leg.inbound.sinks.clear()  # recorder and mixer feeds belonged to the old call
+        self.leg_media.update_hold_state(call)
 
     def shutdown(self) -> None:
         """End every call as the process stops: BYE to answered legs, 503 to ringing ones."""
@@ -1206,6 +762,27 @@ class B2BUA:
         while self._background_tasks:
             await asyncio.gather(*self._background_tasks, return_exceptions=True)
         await self.playout.close()
+
+    # ---------------------------------------------------------------- delegated operations
+    async def forward(self, call_id: str, destination: str) -> None:
+        await self.transfers.forward(call_id, destination)
+
+    async def blind_transfer(
+        self, call_id: str, target: str, transferor_party: str, *, referrer: Leg | None = None
+    ) -> None:
+        await self.transfers.blind_transfer(call_id, target, transferor_party, referrer=referrer)
+
+    async def attended_transfer(self, transferred_id: str, target_id: str) -> None:
+        await self.transfers.attended_transfer(transferred_id, target_id)
+
+    def apply_media(self, call: Call) -> None:
+        self.leg_media.apply_media(call)
+
+    def leg_output(self, leg: Leg) -> LegOutput:
+        return self.leg_media.leg_output(leg)
+
+    def send_info(self, leg: Leg, body: bytes, content_type: str) -> None:
+        self.leg_media.send_info(leg, body, content_type)
 
     # ================================================================ helpers
     def _now(self) -> float:
@@ -1238,38 +815,3 @@ class B2BUA:
             await awaitable  # type: ignore[misc]
         except Exception:
             log.exception("call history write failed")
-
-
-def _uri(user: str, host: str) -> SipURI:
-    return SipURI(
-        scheme="sip", user=user, password=None, host=host, port=None, params={}, headers={}
-    )
-
-
-def _common_party(first: Call, second: Call) -> tuple[Leg, Leg] | None:
-    """The legs of the one extension that takes part in both calls (the transferor)."""
-    for a in (first.caller, first.callee):
-        for b in (second.caller, second.callee):
-            if (
-                a is not None
-                and b is not None
-                and a.extension_id
-                and (a.extension_id == b.extension_id)
-            ):
-                return a, b
-    return None
-
-
-def _codec_spec(codec: Codec, event: Codec | None) -> CodecSpec:
-    return CodecSpec(
-        codec.payload_type, codec.name.upper(), event.payload_type if event is not None else None
-    )
-
-
-def _direction(sdp: SessionDescription) -> str:
-    audio = sdp.audio()
-    return "sendrecv" if audio is None else sdp.effective_direction(audio)
-
-
-def _session_id() -> int:
-    return secrets.randbelow(2**31)
