@@ -13,7 +13,12 @@ from typing import Protocol, TypeVar
 
 from pypbx.api.settings import ApiSettings
 from pypbx.pbx.control import PbxControl
-from pypbx.store.records import ExtensionRecord, OfficeUserRecord
+from pypbx.store.records import (
+    CallHistoryRecord,
+    ExtensionRecord,
+    HistoryQuery,
+    OfficeUserRecord,
+)
 
 T = TypeVar("T")
 
@@ -39,6 +44,10 @@ class ApiStore(Protocol):
     async def list_extensions(self) -> list[ExtensionRecord]: ...
 
     async def get_user(self, username: str, /) -> OfficeUserRecord | None: ...
+
+    async def query_history(
+        self, query: HistoryQuery, /
+    ) -> tuple[int, list[CallHistoryRecord]]: ...
 
 
 @dataclass(frozen=True, slots=True)
