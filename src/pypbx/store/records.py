@@ -109,3 +109,61 @@ class HistoryQuery:
     type: str | None = None
     page: int = 0
     rows_per_page: int = 20
+
+
+# The `settings` keys of an API extension (spec 7 data model), written by the config commands.
+API_SETTING_KEYS = (
+    "incoming_call_url",
+    "incoming_sms_url",
+    "allowed_users",
+    "default_caller_id",
+    "default_display_name",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiExtensionSettings:
+    """An API extension's settings with the spec 7 defaults already applied.
+
+    The PBX routes by these, so the defaults live here once: the SMS URL falls back to the
+    call URL, caller id and display name to the extension number, and an empty user list
+    means every API user may act as the extension.
+    """
+
+    incoming_call_url: str | None
+    incoming_sms_url: str | None
+    allowed_users: tuple[str, ...]
+    default_caller_id: str
+    default_display_name: str
+
+    def allows(self, username: str) -> bool:
+        """Whether the office user `username` may use the extension (names match exactly)."""
+        return not self.allowed_users or username in self.allowed_users
+
+
+def api_extension_settings(record: ExtensionRecord) -> ApiExtensionSettings:
+    """Typed settings of an API extension; malformed stored values count as unset.
+
+    `settings` is a free JSON column, so a hand-edited row must not crash call routing.
+    """
+    if record.type.casefold() != "api":
+        raise ValueError(f"extension {record.id} is of type {record.type}, not API")
+
+    def text(key: str) -> str:
+        value = record.settings.get(key)
+        return value.strip() if isinstance(value, str) else ""
+
+    users = record.settings.get("allowed_users")
+    allowed = (
+        tuple(u.strip() for u in users if isinstance(u, str) and u.strip())
+        if isinstance(users, list | tuple)
+        else ()
+    )
+    call_url = text("incoming_call_url") or None
+    return ApiExtensionSettings(
+        incoming_call_url=call_url,
+        incoming_sms_url=text("incoming_sms_url") or call_url,
+        allowed_users=allowed,
+        default_caller_id=text("default_caller_id") or record.id,
+        default_display_name=text("default_display_name") or record.id,
+    )

@@ -234,6 +234,14 @@ async def test_add_config_invalid_content_702(client: Client, store: FakeStore, 
     assert store.extensions == {}
 
 
+async def test_api_elements_in_a_sip_document_are_ignored(client: Client, store: FakeStore) -> None:
+    xml = config_xml(**FIELDS, IncomingCallUrl="http://x.example/", AllowedUsers="alice")
+    assert await post(client, "AddConfig", xml) == OK
+    assert store.extensions["200"].settings == {}
+    text = await (await client.get("/?command=GetConfig&ExtensionId=200")).text()
+    assert "IncomingCallUrl" not in text and 'knownType="SIPExtensionInfo"' in text
+
+
 async def test_password_kept_exactly(client: Client, store: FakeStore) -> None:
     assert await post(client, "AddConfig", config_xml(**{**FIELDS, "Password": " p w "})) == OK
     assert store.extensions["200"].password == " p w "

@@ -127,5 +127,85 @@ async def test_list_extension_types(client: Client) -> None:
             "Command successfully executed",
             "  <ExtensionTypes>",
             "    <string>SIP</string>",
+            "    <string>API</string>",
             "  </ExtensionTypes>",
         )
+
+
+API_XE = """
+  <Extensions>
+    <ExtensionSummary>
+      <Id>1000</Id>
+      <Type>SIP</Type>
+      <PhoneNumber>1000</PhoneNumber>
+      <State>Disconnected</State>
+    </ExtensionSummary>
+    <ExtensionSummary>
+      <Id>9990</Id>
+      <Type>API</Type>
+      <PhoneNumber>9990</PhoneNumber>
+      <State>Disconnected</State>
+    </ExtensionSummary>
+    <ExtensionSummary>
+      <Id>9994</Id>
+      <Type>API</Type>
+      <PhoneNumber>9994</PhoneNumber>
+      <State>Connected</State>
+    </ExtensionSummary>
+  </Extensions>
+"""
+
+API_O10 = """
+  <Extensions>
+    <ExtensionSummary>
+      <Id>1000@localhost</Id>
+      <PhoneNumber>1000</PhoneNumber>
+      <Type>Phone</Type>
+      <State>Disconnected</State>
+    </ExtensionSummary>
+    <ExtensionSummary>
+      <Id>9990@localhost</Id>
+      <PhoneNumber>9990</PhoneNumber>
+      <Type>API extension</Type>
+      <State>Disconnected</State>
+    </ExtensionSummary>
+    <ExtensionSummary>
+      <Id>9994@localhost</Id>
+      <PhoneNumber>9994</PhoneNumber>
+      <Type>API extension</Type>
+      <State>Connected</State>
+    </ExtensionSummary>
+  </Extensions>
+"""
+
+
+@pytest.mark.parametrize(("path", "expected"), [("/", API_XE), ("/api", API_O10)])
+async def test_api_extensions_are_connected_while_enabled(
+    client: Client, store: FakeStore, pbx: FakePbx, path: str, expected: str
+) -> None:
+    """No registration for an API extension: enabled = available, whatever the registrar says."""
+    add(store, "1000")
+    add(store, "9994", type="API")
+    store.extensions["9990"] = ExtensionRecord("9990", "API", enabled=False)
+    pbx.registered.add("9990")
+    resp = await client.get(f"{path}?command=ListExtensions")
+    assert await resp.text() == envelope(200, "Command successfully executed", *block(expected))
+
+
+async def test_api_extension_added_by_config_is_listed(client: Client, store: FakeStore) -> None:
+    xml = '<Config knownType="APIExtensionInfo"><ID>9994</ID><Enabled>true</Enabled></Config>'
+    data = {"command": "AddConfig", "ExtensionType": "api", "ConfigXML": xml}
+    resp = await client.post("/", data=data)
+    assert "<Code>200</Code>" in await resp.text()
+    text = await (await client.get("/?command=ListExtensions&Type=API")).text()
+    assert [line.strip() for line in text.split("\n")[4:]] == [
+        "<Extensions>",
+        "<ExtensionSummary>",
+        "<Id>9994</Id>",
+        "<Type>API</Type>",
+        "<PhoneNumber>9994</PhoneNumber>",
+        "<State>Connected</State>",
+        "</ExtensionSummary>",
+        "</Extensions>",
+        "</Response>",
+    ]

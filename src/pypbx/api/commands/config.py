@@ -3,6 +3,12 @@ RemoveConfig.
 
 Codes follow the evaluation order of spec 4.2: unknown type 701, then XML syntax 300, then
 unknown id 701, then content 702 / duplicate 703.
+
+An `API` extension (see `pypbx.api.config_xml` for its document) is stored as a record of
+type `API` with its spec 7 settings in the record's free `settings` column and no SIP
+credentials at all: empty username and authorization name and no password or HA1, so no
+phone can ever authenticate (and thus register or call) as it. Its ID shares the one
+extension number space with every other type, hence 703 across types.
 """
 
 from __future__ import annotations
@@ -11,14 +17,18 @@ import dataclasses
 import logging
 
 from pypbx.api.config_xml import (
+    API_SETTINGS,
     KNOWN_TYPES,
+    ApiConfig,
     ConfigContentError,
     ConfigSyntaxError,
     SipConfig,
     canonical_type,
+    check_api_fields,
     check_extension_id,
     check_fields,
     parse_config,
+    render_api_config,
     render_sip_config,
 )
 from pypbx.api.context import CommandContext
@@ -77,17 +87,22 @@ def _check(extension_type: str, fields: dict[str, str], *, require_all: bool) ->
         raise _invalid(extension_type, exc) from exc
 
 
-async def add_config(ctx: CommandContext) -> list[Node]:
-    extension_type = _extension_type(ctx)
-    config = _check(extension_type, _parse(ctx, extension_type), require_all=True)
+def _check_api(extension_type: str, fields: dict[str, str], *, require_all: bool) -> ApiConfig:
+    try:
+        return check_api_fields(fields, require_all=require_all)
+    except ConfigContentError as exc:
+        raise _invalid(extension_type, exc) from exc
+
+
+def _new_sip_record(
+    ctx: CommandContext, extension_type: str, fields: dict[str, str]
+) -> ExtensionRecord:
+    config = _check(extension_type, fields, require_all=True)
     # require_all guarantees every field; the `or` defaults only satisfy the type checker.
-    ext_id, auth_name = config.extension_id or "", config.authorization_name or ""
-    password = config.password or ""
-    if await ctx.store.get_extension(ext_id) is not None:
-        raise ApiError(Status.CONFIG_ALREADY_EXISTS)
+    auth_name, password = config.authorization_name or "", config.password or ""
     md5, sha256 = ha1_values(auth_name, ctx.settings.realm, password)
-    record = ExtensionRecord(
-        id=ext_id,
+    return ExtensionRecord(
+        id=config.extension_id or "",
         type=extension_type,
         enabled=bool(config.enabled),
         user_id=config.user_id or "",
@@ -97,12 +112,48 @@ async def add_config(ctx: CommandContext) -> list[Node]:
         ha1_md5=md5,
         ha1_sha256=sha256,
     )
+
+
+def _new_api_record(extension_type: str, fields: dict[str, str]) -> ExtensionRecord:
+    config = _check_api(extension_type, fields, require_all=True)
+    # Every setting is stored, unset ones empty, so the stored row is self-describing.
+    settings: dict[str, object] = {key: "" for key in API_SETTINGS.values()}
+    settings["allowed_users"] = []
+    settings.update(config.settings)
+    return ExtensionRecord(
+        id=config.extension_id or "",
+        type=extension_type,
+        enabled=bool(config.enabled),
+        user_id=config.user_id or "",
+        settings=settings,
+    )
+
+
+async def add_config(ctx: CommandContext) -> list[Node]:
+    extension_type = _extension_type(ctx)
+    fields = _parse(ctx, extension_type)
+    if extension_type == "API":
+        record = _new_api_record(extension_type, fields)
+    else:
+        record = _new_sip_record(ctx, extension_type, fields)
+    if await ctx.store.get_extension(record.id) is not None:
+        raise ApiError(Status.CONFIG_ALREADY_EXISTS)
     try:
         await ctx.store.add_extension(record)
     except AlreadyExistsError as exc:  # created concurrently since the check above
         raise ApiError(Status.CONFIG_ALREADY_EXISTS) from exc
     logger.info("extension %s added", record.id)
     return []
+
+
+def _apply_api(record: ExtensionRecord, config: ApiConfig) -> ExtensionRecord:
+    """Partial update: absent elements keep their stored values, empty ones clear them."""
+    return dataclasses.replace(
+        record,
+        enabled=record.enabled if config.enabled is None else config.enabled,
+        user_id=record.user_id if config.user_id is None else config.user_id,
+        settings={**record.settings, **dict(config.settings)},
+    )
 
 
 def _apply(ctx: CommandContext, record: ExtensionRecord, config: SipConfig) -> ExtensionRecord:
@@ -142,7 +193,10 @@ async def modify_config(ctx: CommandContext) -> list[Node]:
         raise ApiError(Status.CONFIG_NOT_FOUND, ext_id)
     if record.type != extension_type:
         raise _invalid(extension_type, ValueError(f"stored type is {record.type}"))
-    updated = _apply(ctx, record, _check(extension_type, fields, require_all=False))
+    if extension_type == "API":
+        updated = _apply_api(record, _check_api(extension_type, fields, require_all=False))
+    else:
+        updated = _apply(ctx, record, _check(extension_type, fields, require_all=False))
     try:
         await ctx.store.update_extension(updated)
     except NotFoundError as exc:  # removed concurrently
@@ -157,6 +211,15 @@ async def get_config(ctx: CommandContext) -> list[Node]:
     record = await ctx.store.get_extension(ext_id)
     if record is None:
         raise ApiError(Status.CONFIG_NOT_FOUND, ext_id)
+    if canonical_type(record.type) == "API":
+        return [
+            render_api_config(
+                extension_id=record.id,
+                enabled=record.enabled,
+                user_id=record.user_id,
+                settings=record.settings,
+            )
+        ]
     return [
         render_sip_config(
             known_type=KNOWN_TYPES.get(record.type, f"{record.type}ExtensionInfo"),

@@ -1,4 +1,9 @@
-"""Extension listing commands (spec 8.17, 8.18)."""
+"""Extension listing commands (spec 8.17, 8.18).
+
+`State` says whether the extension can be reached now. A phone extension is `Connected`
+while a phone is registered for it; an API extension has no registration (an application
+acts for it over HTTP), so it is `Connected` exactly while it is enabled.
+"""
 
 from __future__ import annotations
 
@@ -34,9 +39,15 @@ def _order(record: ExtensionRecord) -> tuple[int, int, str]:
     return (1, 0, record.id)
 
 
+def _available(record: ExtensionRecord, ctx: CommandContext) -> bool:
+    if record.type.casefold() == "api":
+        return record.enabled
+    return ctx.pbx.is_registered(record.id)
+
+
 def _summary(record: ExtensionRecord, ctx: CommandContext) -> Node:
     ext_id = record.id if ctx.dialect is Dialect.XE else f"{record.id}@{ctx.settings.domain}"
-    state = "Connected" if ctx.pbx.is_registered(record.id) else "Disconnected"
+    state = "Connected" if _available(record, ctx) else "Disconnected"
     return container(
         "ExtensionSummary",
         [
