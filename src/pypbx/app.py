@@ -56,7 +56,7 @@ async def ensure_admin(store: Store, password: str | None) -> None:
 
 
 def _enable_media(
-    settings: Settings, pbx: Pbx, sip_host: str
+    settings: Settings, pbx: Pbx, email_sender: EmailSender | None
 ) -> tuple[AudioResolver, Notifier, Path]:
     """Play, Speak, Record, SendDTMF: their directories, downloader, speech engine and the
     webhook sender for RecordCompleted."""
@@ -104,6 +104,9 @@ def _enable_media(
             dtmf_duration_ms=media_settings.dtmf_duration_ms,
             dtmf_pause_ms=media_settings.dtmf_pause_ms,
         ),
+        email=lambda: email_sender,
+        call_changed_url=lambda: settings.http_api.call_changed_url,
+        route_interception_url=lambda: settings.http_api.route_interception_url,
     )
     return resolver, notifier, recordings_dir
 
@@ -153,7 +156,9 @@ async def _run(settings: Settings, store: Store) -> None:
         ),
         inband_dtmf=settings.media.inband_dtmf,
     )
-    resolver, notifier, recordings_dir = _enable_media(settings, pbx, sip_host)
+    email = settings.email.settings()
+    email_sender = EmailSender(email) if email is not None else None
+    resolver, notifier, recordings_dir = _enable_media(settings, pbx, email_sender)
     try:
         await pbx.start()
     except OSError as exc:
@@ -166,11 +171,9 @@ async def _run(settings: Settings, store: Store) -> None:
         realm=settings.sip.realm,
         keep_sip_passwords=settings.security.keep_sip_passwords,
         recordings_dir=recordings_dir,
+        default_api_extension=settings.http_api.default_api_extension,
     )
-    email = settings.email.settings()
-    app = create_app(
-        api_settings, store, pbx, email_sender=EmailSender(email) if email is not None else None
-    )
+    app = create_app(api_settings, store, pbx, email_sender=email_sender)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     http_host, http_port = settings.http_listen

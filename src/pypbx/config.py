@@ -79,6 +79,9 @@ class HttpApiSettings:
     domain: str = "localhost"
     # Base of the URLs pypbx hands out (RecordURL); None: http://<advertised address>:<port>
     public_url: str | None = None
+    default_api_extension: str | None = None  # used when a command omits ApiExtension
+    call_changed_url: str | None = None  # CallChanged notifications for every call (spec 4.2)
+    route_interception_url: str | None = None  # RoutingInterception: the app routes calls
 
 
 @dataclass

@@ -343,6 +343,16 @@ class PbxProcess:
         if result.code != 200:
             raise PbxError(f"AddConfig {ext} failed: {result.code} {result.message}")
 
+    def add_api_extension(self, ext: str, incoming_call_url: str = "") -> None:
+        """AddConfig an API extension (its calls are driven by OzML from the URL)."""
+        config = ET.Element("Config", knownType="APIExtensionInfo")
+        for tag, text in (("ID", ext), ("Enabled", "true"), ("IncomingCallUrl", incoming_call_url)):
+            ET.SubElement(config, tag).text = text
+        xml = ET.tostring(config, encoding="unicode")
+        result = self.api("AddConfig", ExtensionType="API", ConfigXML=xml)
+        if result.code != 200:
+            raise PbxError(f"AddConfig {ext} failed: {result.code} {result.message}")
+
     def modify_sip_extension(self, ext: str, **fields: str) -> ApiResult:
         """ModifyConfig with only the given elements (e.g. Password="x", Enabled="false")."""
         config = ET.Element("Config", knownType="SIPExtensionInfo")

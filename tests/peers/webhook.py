@@ -31,6 +31,9 @@ class WebServer:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.reply = b""
+        # POST path (without query) -> reply body, or bodies for successive requests (the
+        # last one repeats)
+        self.replies: dict[str, bytes | list[bytes]] = {}
         self.received: list[Notification] = []
         self._cond = threading.Condition()
         server = self
@@ -44,11 +47,15 @@ class WebServer:
                 with server._cond:
                     server.received.append(note)
                     server._cond.notify_all()
+                with server._cond:
+                    reply = server.replies.get(self.path.split("?")[0], server.reply)
+                    if isinstance(reply, list):
+                        reply = reply.pop(0) if len(reply) > 1 else reply[0]
                 self.send_response(200)
                 self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(server.reply)))
+                self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
-                self.wfile.write(server.reply)
+                self.wfile.write(reply)
 
             def do_GET(self) -> None:
                 data = server.files.get(self.path)

@@ -31,3 +31,5 @@ class ApiSettings:
     timezone: tzinfo | None = None
     # Recordings are served below /recordings/ with the API's authentication; None: not served.
     recordings_dir: Path | None = None
+    # The API extension `Call`, `SendSms` and `SendEmail` use when ApiExtension is omitted.
+    default_api_extension: str | None = None

@@ -94,3 +94,16 @@ def hold_music(path: Path | None) -> Pcm:
         except (OSError, ValueError, wave.Error, EOFError) as exc:
             log.error("cannot use hold music %s (%s); using the built-in tune", path, exc)
     return default_hold_music()
+
+
+@cache
+def error_tone() -> Pcm:
+    """The Special Information Tone (ITU-T E.180: 950, 1400, 1800 Hz rising, 330 ms each):
+    what a caller hears when a call cannot go on, e.g. an application sent no usable OzML."""
+    parts = []
+    for freq in (950.0, 1400.0, 1800.0):
+        t = np.arange(int(0.33 * RATE)) / RATE
+        ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)  # 10 ms ramps: no clicks
+        parts.append(0.3 * ramp * np.sin(2 * np.pi * freq * t))
+    parts.append(np.zeros(int(0.2 * RATE)))
+    return np.round(np.concatenate(parts) * 32767).astype(np.int16)

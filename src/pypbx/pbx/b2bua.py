@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from pypbx.media.dtmf import DtmfDigit
@@ -19,12 +20,14 @@ from pypbx.media.leg_output import LegOutput
 from pypbx.media.player import Pcm, Playout
 from pypbx.media.sounds import default_hold_music
 from pypbx.net.stack import SipStack
+from pypbx.pbx.agent import AGENT_HEADER, ApiAgent
 from pypbx.pbx.auth import SipAuthenticator
 from pypbx.pbx.call import Call, Leg, LegKind, new_call_id
 from pypbx.pbx.control import CallNotFoundError, InappropriateStateError
 from pypbx.pbx.leg_media import LegMedia
 from pypbx.pbx.registrar import Binding, Registrar
 from pypbx.pbx.replies import reply
+from pypbx.pbx.routing import RouteInterceptor
 from pypbx.pbx.sdp_helpers import (
     ALLOW,
     SUPPORTED_CODECS,
@@ -33,7 +36,7 @@ from pypbx.pbx.sdp_helpers import (
     sdp_direction,
     sip_uri,
 )
-from pypbx.pbx.states import CallState, HistoryResult
+from pypbx.pbx.states import CallState, HistoryResult, RoutingState
 from pypbx.pbx.transfers import Transfers
 from pypbx.sip.dialog import Dialog
 from pypbx.sip.message import (
@@ -48,6 +51,7 @@ from pypbx.sip.message import (
 )
 from pypbx.sip.sdp import TELEPHONE_EVENT, Codec, SdpError, SessionDescription, build_sdp, negotiate
 from pypbx.sip.transaction import RequestReceived, ServerTransaction, make_cancel
+from pypbx.store.records import ExtensionRecord
 from pypbx.store.store import Store
 
 __all__ = ["ALLOW", "B2BUA", "SUPPORTED_CODECS"]
@@ -65,6 +69,24 @@ _FAILURES: dict[int, tuple[CallState, HistoryResult]] = {
 }
 # When forks fail differently, the response relayed to the caller is the most telling.
 _PREFERENCE = [486, 600, 603, 480, 408]
+# How a failed attempt is told to routing interception (spec 7.2)
+_ROUTING_STATES = {
+    HistoryResult.NOT_ANSWERED: RoutingState.NO_ANSWER,
+    HistoryResult.BUSY: RoutingState.BUSY,
+    HistoryResult.REJECTED: RoutingState.BUSY,
+    HistoryResult.NOT_FOUND: RoutingState.NOT_FOUND,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """How an attempt failed: what the caller is told and how the call ends if it is final."""
+
+    status: int
+    reason: str | None
+    state: CallState
+    result: HistoryResult
+
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +120,12 @@ class B2BUA:
         self._setting_up: set[ServerTransaction] = set()
         self._cancelled_early: set[ServerTransaction] = set()
         self.on_call_ended: list[Callable[[Call], None]] = []
+        self.on_state_change: list[Callable[[Call, CallState], None]] = []
         self.on_digit: Callable[[Leg, DtmfDigit], None] = lambda leg, digit: None
         self.inband_dtmf = inband_dtmf
         self._background_tasks: set[asyncio.Task[None]] = set()
+        self.agent: ApiAgent | None = None  # rings API extensions; set by the service
+        self.interceptor: RouteInterceptor | None = None  # RoutingInterception, if configured
         self.leg_media = LegMedia(self)
         self.transfers = Transfers(self)
 
@@ -166,6 +191,31 @@ class B2BUA:
         if leg is not None and leg.last_ack is not None:
             self.stack.send_stateless(leg.last_ack, leg.peer, leg.transport)
 
+    # ================================================================ API extensions
+    def _from_agent(self, event: RequestReceived) -> bool:
+        agent = self.agent
+        return (
+            agent is not None
+            and event.source == agent.address
+            and event.request.headers.get(AGENT_HEADER) is not None
+        )
+
+    async def _agent_extension(self, request: Request) -> ExtensionRecord | None:
+        """The API extension an agent INVITE calls from; None if it may not call."""
+        number = request.headers.get(AGENT_HEADER) or ""
+        extension = await self.store.get_extension(number)
+        if extension is None or extension.type != "API" or not extension.enabled:
+            return None
+        return extension
+
+    def call_by_sip_call_id(self, sip_call_id: str) -> Call | None:
+        """The call one of whose legs is the SIP dialog with this Call-ID."""
+        for call in self.calls.values():
+            for leg in call.legs():
+                if leg.invite.call_id == sip_call_id:
+                    return call
+        return None
+
     # ================================================================ new calls
     async def on_invite(self, event: RequestReceived) -> None:
         txn = event.transaction
@@ -187,14 +237,21 @@ class B2BUA:
         if request.max_forwards is not None and request.max_forwards <= 0:
             self.stack.send_response(reply(request, 483, "Too Many Hops"))
             return
-        result = await self.auth.authenticate(request, proxy=True)
+        if self._from_agent(event):
+            caller_ext = await self._agent_extension(request)
+            if caller_ext is None:
+                self.stack.send_response(reply(request, 403, "Forbidden"))
+                return
+        else:
+            result = await self.auth.authenticate(request, proxy=True)
+            if result.response is not None:
+                if txn not in self._cancelled_early:
+                    self.stack.send_response(result.response)
+                return
+            caller_ext = result.extension
+            assert caller_ext is not None
         if txn in self._cancelled_early:
             return
-        if result.response is not None:
-            self.stack.send_response(result.response)
-            return
-        caller_ext = result.extension
-        assert caller_ext is not None
         try:
             offer = SessionDescription.parse(request.body) if request.body else None
         except SdpError as exc:
@@ -204,7 +261,7 @@ class B2BUA:
             self.stack.send_response(reply(request, 488, "SDP offer required"))
             return
         try:
-            a_codecs, a_event = negotiate(offer, SUPPORTED_CODECS)
+            negotiate(offer, SUPPORTED_CODECS)
         except SdpError:
             self.stack.send_response(reply(request, 488, "Not Acceptable Here"))
             return
@@ -216,6 +273,8 @@ class B2BUA:
         call = Call(id=call_id, started=now)
         call.source = caller_ext.id
         call.caller_id = request.from_addr.display_name or caller_ext.id
+        if caller_ext.type == "API":  # the Call command's CallerId, shown to the callee
+            call.presented = request.from_addr.uri.user or caller_ext.id
         call.dialed = request.uri.user or ""
         call.destination = call.dialed
         caller = Leg(
@@ -231,26 +290,100 @@ class B2BUA:
             remote_direction=sdp_direction(offer),
         )
         call.caller = caller
-        self.calls[call.id] = call
+        self.add_call(call)
         self._invites[txn] = caller
         call.history_started = asyncio.get_running_loop().create_task(
             self._safe(self.store.start_history(call.history(now)))
         )
         log.info("call %s: %s -> %s", call.id, call.source, call.dialed)
 
-        target = await self.store.get_extension(call.dialed)
+        await self._route(call, call.dialed, RoutingState.CALLING)
+
+    # ================================================================ routing
+    async def _route(
+        self,
+        call: Call,
+        number: str,
+        last_state: RoutingState,
+        failure: _Failure | None = None,
+    ) -> None:
+        """Ring `number` for the caller, asking the application first when routing is
+        intercepted (spec 4.1): its Route may name another destination, ring time and caller
+        ID, or reject the caller; after a failed attempt it is asked again."""
+        ring_time: float | None = None
+        interceptor = self.interceptor
+        if interceptor is not None and interceptor.active() and call.interceptions < 10:
+            call.interceptions += 1
+            decision = await interceptor.ask(call, last_state, number)
+            if call.is_over:
+                return
+            if decision is None and failure is not None:  # the chain ends: the last outcome
+                self._give_up(call, failure)
+                return
+            if decision is not None:
+                if not decision.destination:
+                    log.info("call %s: rejected by routing interception", call.id)
+                    self._reject_caller(call, 486, "Busy Here")
+                    self._end(call, CallState.BUSY, HistoryResult.REJECTED)
+                    return
+                number, ring_time = decision.destination, float(decision.ring_time)
+                if decision.caller_id:
+                    call.presented = decision.caller_id
+        elif failure is not None:
+            self._give_up(call, failure)
+            return
+        target = await self.store.get_extension(number)
         if call.is_over:
             return
-        if target is None or not target.enabled or target.type != "SIP":
-            self._reject_caller(call, 404, "Not Found")
-            self._end(call, CallState.ERROR, HistoryResult.NOT_FOUND)
+        routable = ("SIP", "API") if self.agent is not None else ("SIP",)
+        if target is None or not target.enabled or target.type not in routable:
+            await self._attempt_failed(
+                call,
+                number,
+                RoutingState.NOT_FOUND,
+                _Failure(404, "Not Found", CallState.ERROR, HistoryResult.NOT_FOUND),
+            )
+            return
+        if target.type == "API" and self.agent is not None:
+            bindings = [self.agent.binding(target.id)]  # the application answers, via OzML
+        else:
+            bindings = self.registrar.bindings(target.id)
+        if not bindings:
+            await self._attempt_failed(
+                call,
+                number,
+                RoutingState.NOT_FOUND,
+                _Failure(480, "Temporarily Unavailable", CallState.ERROR, HistoryResult.NOT_FOUND),
+            )
+            return
+        if call.callee_endpoint is None and not await self._open_media(call):
             return
         call.destination = target.id
-        bindings = self.registrar.bindings(target.id)
-        if not bindings:
-            self._reject_caller(call, 480, "Temporarily Unavailable")
-            self._end(call, CallState.ERROR, HistoryResult.NOT_FOUND)
-            return
+        call.ring_time = ring_time
+        call.forks = [f for f in call.forks if not f.terminated]
+        if call.bridge is not None:  # early media of an earlier attempt
+            self.media.unbridge(call.bridge)
+            call.bridge = None
+        self._ring(call, bindings)
+
+    async def _attempt_failed(
+        self, call: Call, number: str, state: RoutingState, failure: _Failure
+    ) -> None:
+        if call.interceptions:  # intercepted calls ask the application what next
+            await self._route(call, number, state, failure)
+        else:
+            self._give_up(call, failure)
+
+    def _give_up(self, call: Call, failure: _Failure) -> None:
+        self._reject_caller(call, failure.status, failure.reason)
+        self._end(call, failure.state, failure.result)
+
+    async def _open_media(self, call: Call) -> bool:
+        """The caller's RTP port and answer, and the port the callee legs share."""
+        caller = call.caller
+        assert caller is not None and caller.remote_sdp is not None
+        offer = caller.remote_sdp
+        a_codecs, a_event = negotiate(offer, SUPPORTED_CODECS)
         endpoints: list[RtpEndpoint] = []
         try:
             endpoints.append(await self.media.create_endpoint())
@@ -261,14 +394,13 @@ class B2BUA:
                 await self.media.release(ep)
             self._reject_caller(call, 503, "Service Unavailable")
             self._end(call, CallState.ERROR, HistoryResult.ERROR)
-            return
+            return False
         if call.is_over:  # cancelled while we were allocating ports
             for ep in endpoints:
                 await self.media.release(ep)
-            return
+            return False
         caller.endpoint, callee_endpoint = endpoints
-        endpoint = offer.audio_endpoint()
-        caller.endpoint.set_remote(endpoint)
+        caller.endpoint.set_remote(offer.audio_endpoint())
         caller.codec = codec_spec(a_codecs[0], a_event)
         caller.local_sdp = self.leg_media.answer(
             caller, offer, a_codecs[0], a_event, session_id=new_session_id(), version=1
@@ -276,7 +408,7 @@ class B2BUA:
         call.callee_endpoint = callee_endpoint
         call.fork_codecs = [a_codecs[0]]
         call.fork_codecs += [c for c in SUPPORTED_CODECS if c.name != a_codecs[0].name]
-        self._ring(call, bindings)
+        return True
 
     def _ring(self, call: Call, bindings: list[Binding]) -> None:
         """Call every registered phone of the destination and (re)start the ring timer."""
@@ -286,7 +418,7 @@ class B2BUA:
         if call.ring_timer is not None:
             call.ring_timer.cancel()
         call.ring_timer = asyncio.get_running_loop().call_later(
-            self.ring_timeout, self._ring_timeout, call
+            call.ring_time or self.ring_timeout, self._ring_timeout, call
         )
 
     def _fork(
@@ -301,7 +433,7 @@ class B2BUA:
             return
         local_tag = generate_tag()
         from_addr = Address(
-            uri=sip_uri(call.source, host),
+            uri=sip_uri(call.presented or call.source, host),
             display_name=call.caller_id if call.caller_id != call.source else None,
             params={"tag": local_tag},
         )
@@ -440,7 +572,7 @@ class B2BUA:
     def _ring_timeout(self, call: Call) -> None:
         if call.is_over or call.answered is not None:
             return
-        log.info("call %s: no answer after %.0f s", call.id, self.ring_timeout)
+        log.info("call %s: no answer after %.0f s", call.id, call.ring_time or self.ring_timeout)
         for fork in call.forks:
             self._cancel_fork(fork)
         self._unanswered(
@@ -462,8 +594,12 @@ class B2BUA:
                 call.destination = call.recall_to
                 self._ring(call, bindings)
                 return
-        self._reject_caller(call, status, reason)
-        self._end(call, state, result)
+        failure = _Failure(status, reason, state, result)
+        if call.interceptions:
+            routing = _ROUTING_STATES.get(result, RoutingState.ERROR)
+            self._background(self._attempt_failed(call, call.dialed, routing, failure))
+            return
+        self._give_up(call, failure)
 
     # ================================================================ in-dialog
     def _on_ack(self, leg: Leg, request: Request) -> None:
@@ -698,8 +834,25 @@ class B2BUA:
             self._dialogs.pop(leg.dialog_key, None)
 
     def _set_state(self, call: Call, state: CallState) -> None:
-        if call.state is not state:
-            call.state = state
+        if call.state is state:
+            return
+        answered = call.state is CallState.RINGING and state is CallState.IN_CALL
+        call.state = state
+        if answered:  # CallChanged reports Answered once on the way to InCall (spec 4.2)
+            self._state_changed(call, CallState.ANSWERED)
+        self._state_changed(call, state)
+
+    def add_call(self, call: Call) -> None:
+        """A new call enters the PBX (set up, or created by a transfer) in its first state."""
+        self.calls[call.id] = call
+        self._state_changed(call, call.state)
+
+    def _state_changed(self, call: Call, state: CallState) -> None:
+        for listener in self.on_state_change:
+            try:
+                listener(call, state)
+            except Exception:
+                log.exception("state listener failed for call %s", call.id)
 
     # ================================================================ API operations
     def get(self, call_id: str) -> Call:

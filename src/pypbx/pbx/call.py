@@ -103,6 +103,7 @@ class Call:
     state: CallState = CallState.RINGING
     source: str = ""
     caller_id: str = ""
+    presented: str = ""  # number shown to the callee, if not `source` (Call's CallerId)
     destination: str = ""
     dialed: str = ""
     direction: str = "Internal"
@@ -121,6 +122,8 @@ class Call:
     recall_to: str | None = None
     recalled: bool = False
     ring_timer: asyncio.TimerHandle | None = None
+    ring_time: float | None = None  # this attempt's ring time, if not the PBX's (Route)
+    interceptions: int = 0  # RoutingInterception requests made for this call
     history_started: asyncio.Task[None] | None = None
 
     @property

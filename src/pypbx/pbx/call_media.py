@@ -59,6 +59,10 @@ class _Recording:
     request: RecordRequest
     legs: list[Leg] = field(default_factory=list)
     finished: bool = False
+    # the finished file (encoded as asked) and its URL, for callers that wait for it (OzML)
+    done: asyncio.Future[tuple[RecordingResult, str]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
     def tick(self) -> None:
         self.recorder.tick(asyncio.get_running_loop().time())
@@ -157,7 +161,14 @@ class CallMedia:
             await asyncio.sleep((duration + pause) / 1000)
 
     # ------------------------------------------------------------------ Record
-    async def record(self, call_id: str, request: RecordRequest) -> None:
+    async def record(
+        self,
+        call_id: str,
+        request: RecordRequest,
+        *,
+        parties: tuple[str, ...] = ("caller", "callee"),
+    ) -> _Recording:
+        """Start recording `parties` of the call; the result arrives in `.done`."""
         call = self._media_call(call_id, _PLAYABLE)
         if call_id in self.recordings:
             raise InappropriateStateError(call_id)
@@ -179,10 +190,11 @@ class CallMedia:
             raise InvalidMediaRequestError("RecordPath", f"cannot write there: {exc}") from exc
         recording = _Recording(call, recorder, request)
         self.recordings[call_id] = recording
-        self._attach_recorder(recording)
+        self._attach_recorder(recording, parties)
         self.b2bua.playout.start(recording)
         self.b2bua.background(self._await_recording(recording))
         log.info("call %s: recording to %s", call_id, recorder.path)
+        return recording
 
     def _recording_dir(self, record_path: str | None) -> Path:
         root = self.options.recordings_dir.resolve()
@@ -198,10 +210,10 @@ class CallMedia:
             )
         return target
 
-    def _attach_recorder(self, recording: _Recording) -> None:
+    def _attach_recorder(self, recording: _Recording, parties: tuple[str, ...]) -> None:
         call, recorder = recording.call, recording.recorder
         for leg, party in ((call.caller, "caller"), (call.callee, "callee")):
-            if leg is None or leg.inbound is None:
+            if leg is None or leg.inbound is None or party not in parties:
                 continue
 
             def feed(pcm: Pcm, party: str = party) -> None:
@@ -232,6 +244,8 @@ class CallMedia:
             result.duration,
             result.path,
         )
+        if not recording.done.done():
+            recording.done.set_result((result, self.recording_url(result.path)))
         if recording.request.finished_url:
             self.notifier.post(
                 recording.request.finished_url,

@@ -36,6 +36,34 @@ class InvalidMediaRequestError(ValueError):
         self.reason = reason
 
 
+class ApiExtensionError(LookupError):
+    """The API extension is unknown, disabled or not permitted to the user (API code 401)."""
+
+
+class CallFailedError(RuntimeError):
+    """A `Call` failed before it rang (API code 402 with the result state)."""
+
+    def __init__(self, dialed: str, state: str) -> None:
+        super().__init__(f"call to {dialed} failed: {state}")
+        self.dialed = dialed
+        self.state = state
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """The Call command's parameters (spec 8.1); None = the API extension's default."""
+
+    api_extension: str
+    dialed: str
+    caller_id: str | None = None
+    caller_display_name: str | None = None
+    url: str | None = None
+    error_url: str | None = None
+    response_ozml: str | None = None
+    finished_url: str | None = None
+    ring_time: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class RecordRequest:
     """The Record command's options (spec 8.11)."""
@@ -137,6 +165,11 @@ class PbxControl(Protocol):
 
     async def send_dtmf(self, call_id: str, party: str, keys: str) -> None:
         """Queue key presses toward the party (RFC 4733, or SIP INFO without it)."""
+        ...
+
+    async def call(self, request: CallRequest, username: str | None) -> str:
+        """An API extension dials out; returns the new CallId once the call rings. Raises
+        ApiExtensionError (401) or CallFailedError (402)."""
         ...
 
     def is_registered(self, extension_id: str) -> bool:

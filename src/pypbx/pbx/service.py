@@ -6,21 +6,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pypbx.media.endpoint import MediaManager
 from pypbx.media.fetch import AudioResolver
 from pypbx.media.player import Pcm
 from pypbx.media.tts import SpeechEngine
+from pypbx.messaging.email import EmailSender
+from pypbx.net.localaddr import is_wildcard
 from pypbx.net.stack import SipStack
 from pypbx.notify import Notifier
+from pypbx.pbx.agent import ApiAgent
+from pypbx.pbx.api_extensions import (
+    ApiExtensions,
+    ApiExtensionUnavailableError,
+    CallConnectFailedError,
+)
 from pypbx.pbx.auth import SipAuthenticator
 from pypbx.pbx.b2bua import ALLOW, B2BUA
+from pypbx.pbx.call_changed import CallChangedReporter
 from pypbx.pbx.call_media import CallMedia, MediaOptions
-from pypbx.pbx.control import ActiveCallInfo, RecordRequest
+from pypbx.pbx.control import (
+    ActiveCallInfo,
+    ApiExtensionError,
+    CallFailedError,
+    CallRequest,
+    RecordRequest,
+)
 from pypbx.pbx.registrar import Registrar, credentials_fingerprint
 from pypbx.pbx.replies import reply
+from pypbx.pbx.routing import RouteInterceptor
 from pypbx.sip.digest import DigestVerifier, NonceManager
 from pypbx.sip.message import Request
 from pypbx.sip.transaction import RequestReceived
@@ -79,6 +95,9 @@ class Pbx:
             inband_dtmf=inband_dtmf,
         )
         self.call_media: CallMedia | None = None
+        self.agent: ApiAgent | None = None
+        self.api_extensions: ApiExtensions | None = None
+        self.call_changed: CallChangedReporter | None = None
         stack.on_request = self.on_request
         stack.on_stray_response = self.b2bua.on_stray_response
         self._tasks: set[asyncio.Task[None]] = set()
@@ -99,21 +118,50 @@ class Pbx:
         speech: SpeechEngine,
         notifier: Notifier,
         options: MediaOptions,
+        *,
+        email: Callable[[], EmailSender | None] = lambda: None,
+        call_changed_url: Callable[[], str | None] = lambda: None,
+        route_interception_url: Callable[[], str | None] = lambda: None,
     ) -> CallMedia:
-        """Turn on Play, Speak, Record and SendDTMF (the process does this at start; tests of
-        the SIP side alone can leave it off)."""
+        """Turn on Play, Speak, Record, SendDTMF and API extensions with their OzML (the
+        process does this at start; tests of the SIP side alone can leave it off)."""
         self.call_media = CallMedia(self.b2bua, resolver, speech, notifier, options)
+        host = self.stack.bind_host
+        if is_wildcard(host):
+            host = "::1" if ":" in host else "127.0.0.1"
+        self.agent = ApiAgent(self.media, host, (host, self.stack.port))
+        self.api_extensions = ApiExtensions(
+            self.b2bua,
+            self.call_media,
+            self.agent,
+            self.store,
+            notifier,
+            email=email,
+            recordings_dir=options.recordings_dir,
+        )
+        self.b2bua.interceptor = RouteInterceptor(notifier, route_interception_url)
+        self.call_changed = CallChangedReporter(
+            self.b2bua, notifier, call_changed_url, self.api_extensions.actions
+        )
         return self.call_media
 
     async def start(self) -> None:
         await self.registrar.load()
         await self.stack.start()
+        if self.agent is not None:
+            await self.agent.start(self.stack.port)
         self._expiry = asyncio.get_running_loop().create_task(self.registrar.expire_loop())
 
     async def stop(self) -> None:
         """Hang up every call (BYE), write their history, then close the sockets."""
+        if self.api_extensions is not None:
+            await self.api_extensions.close()
+        if self.call_changed is not None:
+            await self.call_changed.close()
         self.b2bua.shutdown()
         await self.b2bua.drain()
+        if self.agent is not None:
+            await self.agent.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.sleep(0.2)  # let the BYEs leave before the sockets close
@@ -205,6 +253,27 @@ class Pbx:
 
     async def send_dtmf(self, call_id: str, party: str, keys: str) -> None:
         await self._media().send_dtmf(call_id, party, keys)
+
+    async def call(self, request: CallRequest, username: str | None) -> str:
+        if self.api_extensions is None:
+            raise RuntimeError("API extensions are not enabled")
+        try:
+            return await self.api_extensions.originate(
+                api_extension=request.api_extension,
+                dialed=request.dialed,
+                caller_id=request.caller_id,
+                caller_display_name=request.caller_display_name,
+                url=request.url,
+                error_url=request.error_url,
+                response_ozml=request.response_ozml,
+                finished_url=request.finished_url,
+                ring_time=request.ring_time,
+                username=username,
+            )
+        except ApiExtensionUnavailableError as exc:
+            raise ApiExtensionError(request.api_extension) from exc
+        except CallConnectFailedError as exc:
+            raise CallFailedError(exc.dialed, exc.state) from exc
 
     def is_registered(self, extension_id: str) -> bool:
         return self.registrar.is_registered(extension_id)

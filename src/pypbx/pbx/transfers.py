@@ -176,7 +176,7 @@ class Transfers:
         new.callee_endpoint = endpoint
         first = PCMA if transferee.codec.name == "PCMA" else PCMU
         new.fork_codecs = [first] + [c for c in SUPPORTED_CODECS if c is not first]
-        self.b2bua.calls[new.id] = new
+        self.b2bua.add_call(new)
         new.history_started = asyncio.get_running_loop().create_task(
             self.b2bua._safe(self.b2bua.store.start_history(new.history(now)))
         )
@@ -231,7 +231,7 @@ class Transfers:
         new.dialed = new.destination = target.extension_id or ""
         new.answered = now
         new.state = CallState.IN_CALL
-        self.b2bua.calls[new.id] = new
+        self.b2bua.add_call(new)
         new.history_started = asyncio.get_running_loop().create_task(
             self.b2bua._safe(self.b2bua.store.start_history(new.history(now)))
         )

@@ -7,14 +7,45 @@ extension may stand in for it (spec 7); the handler reports 302 when neither exi
 from __future__ import annotations
 
 from pypbx.api import validators as v
+from pypbx.api.context import CommandContext
 from pypbx.api.registry import Command, Param
+from pypbx.api.status import ApiError, Status
+from pypbx.api.xmlout import Node
+from pypbx.pbx.control import ApiExtensionError, CallFailedError, CallRequest
 
 API_EXTENSION = Param("ApiExtension", validator=v.number_string)
+
+
+async def call(ctx: CommandContext) -> list[Node]:
+    """Spec 8.1: answered once the call rings (or has failed), not when it is answered."""
+    api_extension = ctx.arg("ApiExtension", str) or ctx.settings.default_api_extension
+    if api_extension is None:
+        raise ApiError(Status.INVALID_PARAMETER, "ApiExtension", ctx.command_name)
+    request = CallRequest(
+        api_extension=api_extension,
+        dialed=ctx.require("Dialed", str),
+        caller_id=ctx.arg("CallerId", str),
+        caller_display_name=ctx.arg("CallerDisplayName", str),
+        url=ctx.arg("Url", str),
+        error_url=ctx.arg("ErrorUrl", str),
+        response_ozml=ctx.arg("ResponseOzML", str),
+        finished_url=ctx.arg("FinishedUrl", str),
+        ring_time=ctx.arg("RingTime", int),
+    )
+    username = ctx.user.username if ctx.user is not None else None
+    try:
+        await ctx.pbx.call(request, username)
+    except ApiExtensionError as exc:
+        raise ApiError(Status.API_EXTENSION_UNAVAILABLE, api_extension) from exc
+    except CallFailedError as exc:
+        raise ApiError(Status.CALL_CONNECT_FAILED, exc.dialed, exc.state) from exc
+    return []
+
 
 COMMANDS = (
     Command(
         "Call",
-        None,
+        call,
         (
             Param("Dialed", mandatory=True, validator=v.number_string, aliases=("Dialled",)),
             API_EXTENSION,
