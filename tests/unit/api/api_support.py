@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from pypbx.api.settings import ApiSettings
-from pypbx.pbx.control import ActiveCallInfo, CallNotFoundError, RecordRequest
+from pypbx.pbx.control import ActiveCallInfo, CallNotFoundError, CallRequest, RecordRequest
 from pypbx.store.records import (
     AlreadyExistsError,
     ExtensionRecord,
@@ -73,6 +73,8 @@ class FakePbx:
         # Play/Speak/Record/SendDTMF as invoked: (operation, call id, arguments by name);
         # `errors` applies to them too.
         self.media: list[tuple[str, str, dict[str, object]]] = []
+        self.placed: list[tuple[CallRequest, str | None]] = []  # Call commands
+        self.call_error: Exception | None = None
 
     def active_calls(self) -> list[ActiveCallInfo]:
         return list(self.calls)
@@ -99,6 +101,13 @@ class FakePbx:
 
     async def forward(self, call_id: str, destination: str) -> None:
         self._operate("forward", call_id, destination)
+
+    async def call(self, request: CallRequest, username: str | None) -> str:
+        """The Call command: `call_error` (if set) is raised, else a new id is returned."""
+        self.placed.append((request, username))
+        if self.call_error is not None:
+            raise self.call_error
+        return "NeWcAl"
 
     async def blind_transfer(self, call_id: str, target: str, transferor_party: str) -> None:
         self._operate("blind_transfer", call_id, target, transferor_party)
