@@ -59,8 +59,10 @@ class SipStack:
         *,
         advertised: str | None = None,
         user_agent: str = "pypbx",
+        tcp: bool = True,
     ) -> None:
         self.bind_host = bind_host
+        self._with_tcp = tcp
         self.port = port
         self.advertised = advertised
         self.user_agent = user_agent
@@ -86,6 +88,9 @@ class SipStack:
         self._udp = udp
         if self.port == 0 and udp.transport is not None:
             self.port = int(udp.transport.get_extra_info("sockname")[1])
+        if not self._with_tcp:
+            log.info("SIP listening on %s:%d (UDP)", self.bind_host, self.port)
+            return
         self._tcp_server = await loop.create_server(
             self._tcp.protocol_factory, self.bind_host, self.port, reuse_address=True
         )

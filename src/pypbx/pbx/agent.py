@@ -82,7 +82,8 @@ class ApiAgent:
         self.media = media
         self.host = host
         self.pbx_address = pbx_address
-        self.stack = SipStack(host, 0, user_agent="pypbx-api-extension")
+        # UDP only: a TCP listener on the kernel's choice of UDP port could collide
+        self.stack = SipStack(host, 0, user_agent="pypbx-api-extension", tcp=False)
         self.on_incoming: Callable[[AgentCall], None] = lambda call: None
         self.calls: dict[str, AgentCall] = {}
         self._tasks: set[asyncio.Task[None]] = set()
