@@ -519,3 +519,68 @@ def build_authorization(
     if userhash:
         parts.append("userhash=true")
     return "Digest " + ", ".join(parts)
+
+
+# --- client side: choosing a challenge -------------------------------------------------------
+
+# Preference when a server offers several challenges (RFC 7616 §3.7: strongest first).
+_ALGORITHM_PREFERENCE: Final = ("SHA-256", "SHA-256-sess", "MD5", "MD5-sess")
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """One ``WWW-Authenticate``/``Proxy-Authenticate`` Digest challenge, as a client reads it.
+
+    ``raw`` is the header value it came from, so the answer is built from exactly what the
+    server sent (opaque, userhash, ...). ``qop`` lists the offered options lower-cased, empty
+    for an RFC 2069 challenge.
+    """
+
+    raw: str
+    realm: str
+    nonce: str
+    algorithm: str = "MD5"
+    qop: tuple[str, ...] = ()
+    opaque: str | None = None
+    stale: bool = False
+
+    @classmethod
+    def parse(cls, value: str) -> Challenge:
+        params = parse_challenge(value)
+        qop = tuple(q.strip().lower() for q in params.get("qop", "").split(",") if q.strip())
+        return cls(
+            raw=value,
+            realm=params["realm"],
+            nonce=params["nonce"],
+            algorithm=_canonical_algorithm(params.get("algorithm", "MD5")),
+            qop=qop,
+            opaque=params.get("opaque"),
+            stale=params.get("stale", "").lower() == "true",
+        )
+
+    @property
+    def supported(self) -> bool:
+        """Whether build_authorization can answer it (algorithm known, qop usable)."""
+        if self.algorithm not in _ALGORITHM_PREFERENCE:
+            return False
+        return not self.qop or "auth" in self.qop or "auth-int" in self.qop
+
+
+def select_challenge(values: list[str]) -> Challenge | None:
+    """The challenge to answer among a response's header values: the strongest supported one.
+
+    Values that are not Digest, malformed, or use an algorithm we lack (SHA-512-256, AKA)
+    are skipped rather than failing the whole response: a server may offer several.
+    """
+    usable: list[Challenge] = []
+    for value in values:
+        try:
+            challenge = Challenge.parse(value)
+        except DigestError as exc:
+            logger.debug("ignoring challenge %r: %s", value[:80], exc)
+            continue
+        if challenge.supported:
+            usable.append(challenge)
+    if not usable:
+        return None
+    return min(usable, key=lambda c: _ALGORITHM_PREFERENCE.index(c.algorithm))
