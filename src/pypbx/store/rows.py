@@ -15,6 +15,7 @@ from pypbx.store.records import (
     BindingRecord,
     CallHistoryRecord,
     ExtensionRecord,
+    MessageRecord,
     OfficeUserRecord,
 )
 
@@ -156,4 +157,44 @@ def history_from_row(row: RowMapping) -> CallHistoryRecord:
         type=row["type"],
         ring_duration=row["ring_duration"],
         talk_duration=row["talk_duration"],
+    )
+
+
+def message_values(rec: MessageRecord) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "sender": rec.sender,
+        "sender_name": rec.sender_name,
+        "recipient": rec.recipient,
+        "dialed": rec.dialed,
+        "api_extension": rec.api_extension,
+        "report_url": rec.report_url,
+        "content_type": rec.content_type,
+        "body": bytes(rec.body),
+        "state": rec.state,
+        "attempts": rec.attempts,
+        "reason": rec.reason,
+        "created_at": to_db_time(rec.created_at, "created_at"),
+        "expires_at": to_db_time(rec.expires_at, "expires_at"),
+        "finished_at": optional_db_time(rec.finished_at, "finished_at"),
+    }
+
+
+def message_from_row(row: RowMapping) -> MessageRecord:
+    return MessageRecord(
+        id=row["id"],
+        sender=row["sender"],
+        sender_name=row["sender_name"],
+        recipient=row["recipient"],
+        dialed=row["dialed"],
+        api_extension=row["api_extension"],
+        report_url=row["report_url"],
+        content_type=row["content_type"],
+        body=bytes(row["body"]),
+        state=row["state"],
+        attempts=row["attempts"],
+        reason=row["reason"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        finished_at=row["finished_at"],
     )

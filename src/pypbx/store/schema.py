@@ -124,3 +124,27 @@ settings = sa.Table(
     sa.Column("key", sa.Text(), primary_key=True),
     sa.Column("value", sa.JSON(), nullable=True),
 )
+
+# Text messages for extensions, kept until delivered (and for a while after, for the SmsId).
+# No foreign key to extensions: the row of a message must outlive a removed recipient.
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),
+    sa.Column("sender", sa.Text(), nullable=False),
+    sa.Column("sender_name", sa.Text(), nullable=False),
+    sa.Column("recipient", sa.Text(), nullable=False),
+    sa.Column("dialed", sa.Text(), nullable=False),
+    sa.Column("api_extension", sa.Text(), nullable=False),
+    sa.Column("report_url", sa.Text(), nullable=True),
+    sa.Column("content_type", sa.Text(), nullable=False),
+    sa.Column("body", sa.LargeBinary(), nullable=False),
+    sa.Column("state", sa.Text(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_messages_recipient_state", "recipient", "state"),
+    sa.Index("ix_messages_state_expires_at", "state", "expires_at"),
+)

@@ -29,7 +29,7 @@ from pypbx.store.migrate import alembic_config, head_revision
 from pypbx.store.schema import metadata
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-TABLES = {"extensions", "office_users", "bindings", "call_history", "settings"}
+TABLES = {"extensions", "office_users", "bindings", "call_history", "settings", "messages"}
 
 
 async def _versions(url: str) -> list[str]:
