@@ -78,7 +78,13 @@ def register_is_refused(pbx: PbxProcess, sipp: SippFactory, to: str, auth: tuple
 def test_api_extension_life_cycle_and_restart(start_pbx: PbxFactory, sipp: SippFactory) -> None:
     pbx = start_pbx()
     types = pbx.api("ListExtensionTypes")
-    assert [e.text for e in types.root.findall("ExtensionTypes/string")] == ["SIP", "API"]
+    assert [e.text for e in types.root.findall("ExtensionTypes/string")] == [
+        "SIP",
+        "API",
+        "RingGroup",
+        "Line",
+        "DialPlanRule",
+    ]
 
     assert config_command(pbx, "AddConfig", **FULL).code == 200
     again = config_command(pbx, "AddConfig", **FULL)

@@ -28,16 +28,26 @@ from pypbx.store.engine import make_engine, normalize_url, sqlite_file
 from pypbx.store.history_filter import history_conditions
 from pypbx.store.migrate import upgrade_to_head
 from pypbx.store.records import (
+    MESSAGE_FINAL_STATES,
+    MESSAGE_PENDING,
     AlreadyExistsError,
     BindingRecord,
     CallHistoryRecord,
     ExtensionRecord,
     HistoryQuery,
+    MessageRecord,
     NotFoundError,
     OfficeUserRecord,
     utcnow,
 )
-from pypbx.store.schema import bindings, call_history, extensions, office_users, settings
+from pypbx.store.schema import (
+    bindings,
+    call_history,
+    extensions,
+    messages,
+    office_users,
+    settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +211,11 @@ class Store:
         self._extensions.invalidate()
         return removed > 0
 
+    @property
+    def extensions_generation(self) -> int:
+        """Moves on with every change to the extensions (callers cache what they derive)."""
+        return self._extensions.generation
+
     async def list_extensions(self, type: str | None = None) -> list[ExtensionRecord]:
         statement = sa.select(extensions)
         if type is not None:
@@ -363,6 +378,96 @@ class Store:
     async def set_setting(self, key: str, value: Any) -> None:
         """Store any JSON-serialisable value under `key` (replacing the old one)."""
         await self._write(self._upsert(settings, {"key": key, "value": value}, ["key"]))
+
+    # -- text messages ------------------------------------------------------------------
+
+    async def add_message(self, rec: MessageRecord) -> None:
+        """Insert a message; AlreadyExistsError if its id was ever used."""
+        try:
+            await self._write(sa.insert(messages).values(rows.message_values(rec)))
+        except IntegrityError as exc:
+            raise AlreadyExistsError(f"message {rec.id!r} already exists") from exc
+
+    async def get_message(self, message_id: str) -> MessageRecord | None:
+        found = await self._read(sa.select(messages).where(messages.c.id == message_id))
+        return rows.message_from_row(found[0]) if found else None
+
+    async def pending_messages(
+        self, recipient: str, now: datetime, limit: int = 100
+    ) -> list[MessageRecord]:
+        """Messages still waiting for `recipient` and not expired at `now`, oldest first."""
+        cutoff = rows.to_db_time(now, "now")
+        c = messages.c
+        statement = (
+            sa.select(messages)
+            .where(c.recipient == recipient, c.state == MESSAGE_PENDING, c.expires_at > cutoff)
+            .order_by(c.created_at, c.id)
+            .limit(limit)
+        )
+        return [rows.message_from_row(row) for row in await self._read(statement)]
+
+    async def pending_recipients(self) -> list[str]:
+        """Every extension with at least one message waiting for it."""
+        c = messages.c
+        statement = (
+            sa.select(c.recipient)
+            .where(c.state == MESSAGE_PENDING)
+            .distinct()
+            .order_by(c.recipient)
+        )
+        return [row["recipient"] for row in await self._read(statement)]
+
+    async def note_message_attempt(self, message_id: str, reason: str) -> bool:
+        """Count a failed delivery attempt of a pending message; False if it is not pending."""
+        c = messages.c
+        statement = (
+            sa.update(messages)
+            .where(c.id == message_id, c.state == MESSAGE_PENDING)
+            .values(attempts=c.attempts + 1, reason=reason)
+        )
+        return await self._write(statement) > 0
+
+    async def finish_message(
+        self, message_id: str, state: str, when: datetime, reason: str | None = None
+    ) -> bool:
+        """Move a pending message to a final state; False if it was not pending (so two
+        racing deliveries, or a delivery and the expiry sweep, report it only once)."""
+        if state not in MESSAGE_FINAL_STATES:
+            raise ValueError(f"not a final message state: {state!r}")
+        c = messages.c
+        values: dict[str, Any] = {"state": state, "finished_at": rows.to_db_time(when, "when")}
+        if state == "delivered":
+            values["attempts"] = c.attempts + 1
+        if reason is not None:
+            values["reason"] = reason
+        statement = (
+            sa.update(messages)
+            .where(c.id == message_id, c.state == MESSAGE_PENDING)
+            .values(**values)
+        )
+        return await self._write(statement) > 0
+
+    async def expired_messages(self, now: datetime, limit: int = 1000) -> list[MessageRecord]:
+        """Pending messages whose expiry is at or before `now`, oldest first (not changed:
+        the caller moves each with `finish_message` and reports the ones it moved)."""
+        cutoff = rows.to_db_time(now, "now")
+        c = messages.c
+        statement = (
+            sa.select(messages)
+            .where(c.state == MESSAGE_PENDING, c.expires_at <= cutoff)
+            .order_by(c.expires_at, c.id)
+            .limit(limit)
+        )
+        return [rows.message_from_row(row) for row in await self._read(statement)]
+
+    async def purge_messages(self, before: datetime) -> int:
+        """Delete messages that reached a final state before `before`; returns how many."""
+        cutoff = rows.to_db_time(before, "before")
+        c = messages.c
+        statement = sa.delete(messages).where(
+            c.state.in_(MESSAGE_FINAL_STATES), c.finished_at < cutoff
+        )
+        return await self._write(statement)
 
 
 class _ExtensionCache:

@@ -128,6 +128,9 @@ async def test_list_extension_types(client: Client) -> None:
             "  <ExtensionTypes>",
             "    <string>SIP</string>",
             "    <string>API</string>",
+            "    <string>RingGroup</string>",
+            "    <string>Line</string>",
+            "    <string>DialPlanRule</string>",
             "  </ExtensionTypes>",
         )
 
@@ -209,3 +212,224 @@ async def test_api_extension_added_by_config_is_listed(client: Client, store: Fa
         "</Extensions>",
         "</Response>",
     ]
+
+
+# -- Ring groups, outside lines, dial plan rules -----------------------------------------
+
+
+def group(store: FakeStore, ext_id: str, *members: str, enabled: bool = True) -> None:
+    store.extensions[ext_id] = ExtensionRecord(
+        ext_id, "RingGroup", enabled=enabled, settings={"members": list(members)}
+    )
+
+
+def line(store: FakeStore, name: str, *, register: bool, enabled: bool = True) -> None:
+    store.extensions[name] = ExtensionRecord(
+        name, "Line", enabled=enabled, settings={"host": "h", "register": register}
+    )
+
+
+async def states(client: Client, path: str = "/") -> dict[str, tuple[str, str]]:
+    text = await (await client.get(f"{path}?command=ListExtensions")).text()
+    rows: dict[str, tuple[str, str]] = {}
+    number = kind = ""
+    for raw in text.split("\n"):
+        item = raw.strip()
+        if item.startswith("<PhoneNumber>"):
+            number = item[13:-14]
+        elif item.startswith("<Type>"):
+            kind = item[6:-7]
+        elif item.startswith("<State>"):
+            rows[number] = (kind, item[7:-8])
+    return rows
+
+
+async def test_dial_plan_rules_are_not_listed(client: Client, store: FakeStore) -> None:
+    add(store, "101")
+    store.extensions["rule1"] = ExtensionRecord("rule1", "DialPlanRule", settings={"Order": "1"})
+    store.extensions["rule2"] = ExtensionRecord("rule2", "dialplanrule")
+    assert await states(client) == {"101": ("SIP", "Disconnected")}
+    for path in ("/", "/api"):
+        for kind in ("DialPlanRule", "dialplanrule"):
+            text = await (await client.get(f"{path}?command=ListExtensions&Type={kind}")).text()
+            assert text == EMPTY
+
+
+async def test_ring_group_is_connected_while_a_member_is(
+    client: Client, store: FakeStore, pbx: FakePbx
+) -> None:
+    add(store, "101", "102")
+    group(store, "800", "101", "102", "999")  # 999 does not exist (yet)
+    assert (await states(client))["800"] == ("RingGroup", "Disconnected")
+    pbx.registered.add("102")
+    assert (await states(client))["800"] == ("RingGroup", "Connected")
+    group(store, "800", "101", "102", enabled=False)
+    assert (await states(client))["800"] == ("RingGroup", "Disconnected")
+
+
+async def test_ring_group_members_of_every_kind(
+    client: Client, store: FakeStore, pbx: FakePbx
+) -> None:
+    add(store, "9994", type="API")
+    store.extensions["9995"] = ExtensionRecord("9995", "API", enabled=False)
+    line(store, "trunk", register=False)  # available itself, but no group member
+    store.extensions["rule"] = ExtensionRecord("rule", "DialPlanRule")
+    pbx.registered.update({"trunk", "rule"})
+    group(store, "801", "9995", "trunk", "rule")
+    group(store, "802", "9995", "9994")
+    assert await states(client) == {
+        "801": ("RingGroup", "Disconnected"),
+        "802": ("RingGroup", "Connected"),
+        "9994": ("API", "Connected"),
+        "9995": ("API", "Disconnected"),
+        "trunk": ("Line", "Connected"),
+    }
+
+
+async def test_nested_ring_groups_even_in_a_loop(
+    client: Client, store: FakeStore, pbx: FakePbx
+) -> None:
+    add(store, "101")
+    group(store, "800", "801")
+    group(store, "801", "802", "800")
+    group(store, "802", "800", "101")
+    group(store, "803", "803")  # only itself: ignored
+    group(store, "804", "800", enabled=True)
+    group(store, "805", "101", enabled=False)
+    group(store, "806", "805")
+    expected_off = {n: ("RingGroup", "Disconnected") for n in ("800", "801", "802", "803", "804")}
+    assert await states(client) == {
+        "101": ("SIP", "Disconnected"),
+        **expected_off,
+        "805": ("RingGroup", "Disconnected"),
+        "806": ("RingGroup", "Disconnected"),
+    }
+    pbx.registered.add("101")
+    assert await states(client) == {
+        "101": ("SIP", "Connected"),
+        **{n: ("RingGroup", "Connected") for n in ("800", "801", "802", "804")},
+        "803": ("RingGroup", "Disconnected"),
+        "805": ("RingGroup", "Disconnected"),
+        "806": ("RingGroup", "Disconnected"),
+    }
+
+
+async def test_line_states_without_a_line_status(
+    client: Client, store: FakeStore, pbx: FakePbx
+) -> None:
+    line(store, "direct", register=False)
+    line(store, "off", register=False, enabled=False)
+    line(store, "reg", register=True)
+    pbx.registered.update({"direct", "off", "reg"})  # the registrar knows no lines
+    assert await states(client) == {
+        "direct": ("Line", "Connected"),
+        "off": ("Line", "Disconnected"),
+        "reg": ("Line", "Disconnected"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("Connected", "Connected"),
+        ("connected", "Connected"),
+        ("Registered", "Connected"),
+        ("Disconnected", "Disconnected"),
+        ("Registering", "Disconnected"),
+        ("Unregistered", "Disconnected"),
+        ("Failed: 403 Forbidden", "Disconnected"),
+        (None, "Disconnected"),
+    ],
+)
+async def test_registering_line_state_comes_from_the_pbx(
+    client: Client, store: FakeStore, pbx: FakePbx, status: str | None, expected: str
+) -> None:
+    asked: list[str] = []
+
+    def line_status(name: str) -> str | None:
+        asked.append(name)
+        return status
+
+    pbx.line_status = line_status  # type: ignore[attr-defined]
+    line(store, "reg", register=True)
+    line(store, "reg-off", register=True, enabled=False)
+    line(store, "direct", register=False)
+    assert await states(client) == {
+        "direct": ("Line", "Connected"),
+        "reg": ("Line", expected),
+        "reg-off": ("Line", "Disconnected"),
+    }
+    assert asked == ["reg"]
+
+
+@pytest.mark.parametrize(
+    ("path", "type_filter", "expected"),
+    [
+        ("/", "RingGroup", ["800"]),
+        ("/", "ringgroup", ["800"]),
+        ("/", "Line", ["voipservice1"]),
+        ("/api", "Ringing group", ["800"]),
+        ("/api", "outside LINE", ["voipservice1"]),
+        ("/api", "RingGroup", []),
+        ("/api", "Line", []),
+    ],
+)
+async def test_new_types_filter(
+    client: Client, store: FakeStore, path: str, type_filter: str, expected: list[str]
+) -> None:
+    add(store, "101")
+    group(store, "800", "101")
+    line(store, "voipservice1", register=False)
+    store.extensions["r"] = ExtensionRecord("r", "DialPlanRule")
+    text = await (await client.get(f"{path}?command=ListExtensions&type={type_filter}")).text()
+    ids = [line.strip()[13:-14] for line in text.split("\n") if "<PhoneNumber>" in line]
+    assert ids == expected
+
+
+NEW_TYPES_O10 = """
+  <Extensions>
+    <ExtensionSummary>
+      <Id>800@localhost</Id>
+      <PhoneNumber>800</PhoneNumber>
+      <Type>Ringing group</Type>
+      <State>Disconnected</State>
+    </ExtensionSummary>
+    <ExtensionSummary>
+      <Id>voipservice1@localhost</Id>
+      <PhoneNumber>voipservice1</PhoneNumber>
+      <Type>Outside line</Type>
+      <State>Connected</State>
+    </ExtensionSummary>
+  </Extensions>
+"""
+
+
+async def test_new_types_o10(client: Client, store: FakeStore) -> None:
+    group(store, "800", "101")
+    line(store, "voipservice1", register=False)
+    store.extensions["r"] = ExtensionRecord("r", "DialPlanRule")
+    resp = await client.get("/api?command=ListExtensions")
+    assert await resp.text() == envelope(
+        200, "Command successfully executed", *block(NEW_TYPES_O10)
+    )
+
+
+async def test_types_added_by_config_are_listed(client: Client, store: FakeStore) -> None:
+    for kind, xml in (
+        (
+            "SIP",
+            "<AuthorizationName>101</AuthorizationName><Password>p</Password>"
+            "<Username>101</Username><Enabled>true</Enabled><ID>101</ID><UserID>u</UserID>",
+        ),
+        ("RingGroup", "<ID>800</ID><Enabled>true</Enabled><Members>101</Members>"),
+        ("Line", "<ID>voipservice1</ID><Enabled>true</Enabled><Host>192.0.2.1</Host>"),
+        ("DialPlanRule", "<ID>r</ID><Pattern>8XX</Pattern><Destination>800</Destination>"),
+    ):
+        config = f'<Config knownType="{kind}ExtensionInfo">{xml}</Config>'
+        data = {"command": "AddConfig", "ExtensionType": kind, "ConfigXML": config}
+        assert "<Code>200</Code>" in await (await client.post("/", data=data)).text()
+    assert await states(client) == {
+        "101": ("SIP", "Disconnected"),
+        "800": ("RingGroup", "Disconnected"),
+        "voipservice1": ("Line", "Connected"),
+    }

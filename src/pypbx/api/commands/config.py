@@ -9,6 +9,16 @@ type `API` with its spec 7 settings in the record's free `settings` column and n
 credentials at all: empty username and authorization name and no password or HA1, so no
 phone can ever authenticate (and thus register or call) as it. Its ID shares the one
 extension number space with every other type, hence 703 across types.
+
+`RingGroup`, `Line` (an outside line) and `DialPlanRule` are stored the same way: their
+settings in `settings` (see `pypbx.api.config_xml.SCHEMAS`), empty SIP name columns so that
+no phone authenticates as them. A line's password is the one exception: it lives in the
+record's `password` column, like a SIP password, but it is always kept whatever
+`keep_sip_passwords` says, because the PBX answers the provider's digest challenges with it
+and the provider's realm (which an HA1 would need) is only learnt from the first challenge;
+the setting then only decides whether GetConfig shows it. Dial plan rules share the id
+space (a rule cannot be named like an extension) but are not extensions: ListExtensions
+leaves them out, GetConfig/ModifyConfig/RemoveConfig work on them as on any type.
 """
 
 from __future__ import annotations
@@ -19,16 +29,21 @@ import logging
 from pypbx.api.config_xml import (
     API_SETTINGS,
     KNOWN_TYPES,
+    SCHEMAS,
     ApiConfig,
     ConfigContentError,
     ConfigSyntaxError,
+    SettingsConfig,
     SipConfig,
     canonical_type,
     check_api_fields,
     check_extension_id,
     check_fields,
+    check_settings_fields,
+    check_settings_record,
     parse_config,
     render_api_config,
+    render_settings_config,
     render_sip_config,
 )
 from pypbx.api.context import CommandContext
@@ -41,6 +56,8 @@ from pypbx.store.records import AlreadyExistsError, ExtensionRecord, NotFoundErr
 logger = logging.getLogger(__name__)
 
 MAX_EXTENSION_ID_LENGTH = 128
+RULE_ORDER_STEP = 10  # an appended rule's Order: room to insert rules between later
+MAX_RULE_ORDER = 999999
 
 
 def extension_id(value: str) -> str:
@@ -94,6 +111,76 @@ def _check_api(extension_type: str, fields: dict[str, str], *, require_all: bool
         raise _invalid(extension_type, exc) from exc
 
 
+def _check_settings(
+    extension_type: str, fields: dict[str, str], *, require_all: bool
+) -> SettingsConfig:
+    try:
+        return check_settings_fields(extension_type, fields, require_all=require_all)
+    except ConfigContentError as exc:
+        raise _invalid(extension_type, exc) from exc
+
+
+async def _appended_order(ctx: CommandContext, rule_id: str) -> str:
+    """The Order that puts a rule after every other (spec 9.2 default "append")."""
+    orders = [
+        int(order)
+        for record in await ctx.store.list_extensions()
+        if record.type == "DialPlanRule" and record.id != rule_id
+        for order in [record.settings.get("Order")]
+        if isinstance(order, str) and order.isascii() and order.isdigit()
+    ]
+    return str(min(max(orders, default=0) + RULE_ORDER_STEP, MAX_RULE_ORDER))
+
+
+async def _complete(
+    ctx: CommandContext,
+    extension_type: str,
+    ext_id: str,
+    enabled: bool,
+    settings: dict[str, object],
+) -> None:
+    """Fill in what depends on the other records, then check the whole configuration."""
+    if extension_type == "DialPlanRule" and not settings.get("Order"):
+        settings["Order"] = await _appended_order(ctx, ext_id)
+    try:
+        check_settings_record(extension_type, ext_id, enabled, settings)
+    except ConfigContentError as exc:
+        raise _invalid(extension_type, exc) from exc
+
+
+async def _new_settings_record(
+    ctx: CommandContext, extension_type: str, fields: dict[str, str]
+) -> ExtensionRecord:
+    config = _check_settings(extension_type, fields, require_all=True)
+    ext_id, enabled = config.extension_id or "", bool(config.enabled)
+    settings: dict[str, object] = dict(config.settings)
+    await _complete(ctx, extension_type, ext_id, enabled, settings)
+    return ExtensionRecord(
+        id=ext_id,
+        type=extension_type,
+        enabled=enabled,
+        user_id=config.user_id or "",
+        password=config.password or None,
+        settings=settings,
+    )
+
+
+async def _apply_settings(
+    ctx: CommandContext, record: ExtensionRecord, config: SettingsConfig
+) -> ExtensionRecord:
+    """Partial update: absent elements keep their stored values, empty ones reset them."""
+    enabled = record.enabled if config.enabled is None else config.enabled
+    settings = {**record.settings, **dict(config.settings)}
+    await _complete(ctx, record.type, record.id, enabled, settings)
+    return dataclasses.replace(
+        record,
+        enabled=enabled,
+        user_id=record.user_id if config.user_id is None else config.user_id,
+        password=record.password if config.password is None else (config.password or None),
+        settings=settings,
+    )
+
+
 def _new_sip_record(
     ctx: CommandContext, extension_type: str, fields: dict[str, str]
 ) -> ExtensionRecord:
@@ -134,6 +221,8 @@ async def add_config(ctx: CommandContext) -> list[Node]:
     fields = _parse(ctx, extension_type)
     if extension_type == "API":
         record = _new_api_record(extension_type, fields)
+    elif extension_type in SCHEMAS:
+        record = await _new_settings_record(ctx, extension_type, fields)
     else:
         record = _new_sip_record(ctx, extension_type, fields)
     if await ctx.store.get_extension(record.id) is not None:
@@ -143,6 +232,9 @@ async def add_config(ctx: CommandContext) -> list[Node]:
     except AlreadyExistsError as exc:  # created concurrently since the check above
         raise ApiError(Status.CONFIG_ALREADY_EXISTS) from exc
     logger.info("extension %s added", record.id)
+    added = getattr(ctx.pbx, "extension_added", None)  # e.g. a new line starts registering
+    if added is not None:
+        await added(record.id)
     return []
 
 
@@ -195,6 +287,9 @@ async def modify_config(ctx: CommandContext) -> list[Node]:
         raise _invalid(extension_type, ValueError(f"stored type is {record.type}"))
     if extension_type == "API":
         updated = _apply_api(record, _check_api(extension_type, fields, require_all=False))
+    elif extension_type in SCHEMAS:
+        config = _check_settings(extension_type, fields, require_all=False)
+        updated = await _apply_settings(ctx, record, config)
     else:
         updated = _apply(ctx, record, _check(extension_type, fields, require_all=False))
     try:
@@ -211,7 +306,20 @@ async def get_config(ctx: CommandContext) -> list[Node]:
     record = await ctx.store.get_extension(ext_id)
     if record is None:
         raise ApiError(Status.CONFIG_NOT_FOUND, ext_id)
-    if canonical_type(record.type) == "API":
+    known = canonical_type(record.type)
+    if known in SCHEMAS:
+        return [
+            render_settings_config(
+                known,
+                extension_id=record.id,
+                enabled=record.enabled,
+                user_id=record.user_id,
+                settings=record.settings,
+                password=record.password,
+                show_password=ctx.settings.keep_sip_passwords,
+            )
+        ]
+    if known == "API":
         return [
             render_api_config(
                 extension_id=record.id,
