@@ -24,6 +24,7 @@ from pypbx.net.localaddr import is_wildcard
 from pypbx.net.stack import SipStack
 from pypbx.notify import Notifier, NotifySettings
 from pypbx.pbx.call_media import MediaOptions
+from pypbx.pbx.dialplan import rules_from_toml
 from pypbx.pbx.service import Pbx
 from pypbx.pbx.states import HistoryResult
 from pypbx.store.passwords import hash_password
@@ -155,6 +156,7 @@ async def _run(settings: Settings, store: Store) -> None:
             Path(settings.media.hold_music) if settings.media.hold_music else None
         ),
         inband_dtmf=settings.media.inband_dtmf,
+        dial_plan=rules_from_toml(settings.dialplan.rules),
     )
     email = settings.email.settings()
     email_sender = EmailSender(email) if email is not None else None
@@ -173,7 +175,9 @@ async def _run(settings: Settings, store: Store) -> None:
         recordings_dir=recordings_dir,
         default_api_extension=settings.http_api.default_api_extension,
     )
-    app = create_app(api_settings, store, pbx, email_sender=email_sender)
+    app = create_app(
+        api_settings, store, pbx, email_sender=email_sender, sms_router=lambda: pbx.messages
+    )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     http_host, http_port = settings.http_listen

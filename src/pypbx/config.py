@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from pypbx import __version__
 from pypbx.messaging.email import EmailSettings
+from pypbx.pbx.dialplan import DialPlanError, rules_from_toml
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,14 @@ class EmailConfig:
 
 
 @dataclass
+class DialPlanSettings:
+    """[dialplan] section: `[[dialplan.rules]]` tables, fixed for the process's life (rules
+    managed over the API, ExtensionType DialPlanRule, come after them in `order`)."""
+
+    rules: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class NotificationSettings:
     """[notifications] section: how webhooks (RecordCompleted, CallChanged, ...) are sent."""
 
@@ -181,6 +190,7 @@ class Settings:
     media: MediaSettings = field(default_factory=MediaSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     email: EmailConfig = field(default_factory=EmailConfig)
+    dialplan: DialPlanSettings = field(default_factory=DialPlanSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     config_file: Path | None = None
 
@@ -308,6 +318,7 @@ SECTIONS: dict[str, type[Any]] = {
     "media": MediaSettings,
     "notifications": NotificationSettings,
     "email": EmailConfig,
+    "dialplan": DialPlanSettings,
     "security": SecuritySettings,
 }
 
@@ -421,6 +432,9 @@ def _check_type(value: Any, type_name: str, source: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"invalid {source}: expected a string")
         value = value or None
+    elif type_name == "list[dict[str, Any]]":
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ConfigError(f"invalid {source}: expected an array of tables")
     elif type_name == "list[str]":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"invalid {source}: expected a list of strings")
@@ -445,6 +459,11 @@ def _validate_section(section: object, path: Path) -> None:
                 f'invalid sip.digest_algorithms in {path}: expected a list of "MD5", "SHA-256"'
             )
         section.digest_algorithms = algorithms
+    elif isinstance(section, DialPlanSettings):
+        try:
+            rules_from_toml(section.rules)
+        except DialPlanError as exc:
+            raise ConfigError(f"invalid [dialplan] in {path}: {exc}") from None
     elif isinstance(section, EmailConfig):
         try:
             section.settings()

@@ -52,7 +52,7 @@ class ApiResult:
 
 
 def to_toml(tables: dict[str, dict[str, Any]]) -> str:
-    """Serialise {section: {key: value}} to TOML (strings, numbers, bools, string lists)."""
+    """Serialise {section: {key: value}} to TOML (strings, numbers, bools, lists, tables)."""
 
     def value(v: Any) -> str:
         if isinstance(v, bool):
@@ -63,6 +63,8 @@ def to_toml(tables: dict[str, dict[str, Any]]) -> str:
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(v, list):
             return "[" + ", ".join(value(item) for item in v) + "]"
+        if isinstance(v, dict):  # an inline table
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
         raise TypeError(f"cannot write {v!r} as TOML")
 
     lines: list[str] = []
@@ -352,6 +354,16 @@ class PbxProcess:
         result = self.api("AddConfig", ExtensionType="API", ConfigXML=xml)
         if result.code != 200:
             raise PbxError(f"AddConfig {ext} failed: {result.code} {result.message}")
+
+    def add_config(self, extension_type: str, known_type: str, **fields: str) -> None:
+        """AddConfig any type from its fields (ConfigXML element name -> text)."""
+        config = ET.Element("Config", knownType=known_type)
+        for tag, text in fields.items():
+            ET.SubElement(config, tag).text = text
+        xml = ET.tostring(config, encoding="unicode")
+        result = self.api("AddConfig", ExtensionType=extension_type, ConfigXML=xml)
+        if result.code != 200:
+            raise PbxError(f"AddConfig {extension_type} failed: {result.code} {result.message}")
 
     def modify_sip_extension(self, ext: str, **fields: str) -> ApiResult:
         """ModifyConfig with only the given elements (e.g. Password="x", Enabled="false")."""

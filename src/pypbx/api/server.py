@@ -17,6 +17,7 @@ from pypbx.api.access_log import RedactingAccessLogger
 from pypbx.api.acl import AddressControl
 from pypbx.api.auth import Authenticator, extract_credentials
 from pypbx.api.commands import default_registry
+from pypbx.api.commands.sms import RouterProvider
 from pypbx.api.context import ApiStore, CommandContext, Dialect
 from pypbx.api.params import Params, ParamsParseError, first_occurrences, parse_urlencoded
 from pypbx.api.registry import CommandRegistry
@@ -216,13 +217,14 @@ def create_app(
     pbx: PbxControl,
     *,
     email_sender: EmailSender | None = None,
+    sms_router: RouterProvider = lambda: None,
 ) -> web.Application:
     """The HTTP API application; serve it with any aiohttp runner.
 
     The redacting access logger is forced through `handler_args`, which override the
     runner's own `access_log_class`, so no way of running the app logs passwords.
     """
-    service = ApiService(settings, store, pbx, default_registry(lambda: email_sender))
+    service = ApiService(settings, store, pbx, default_registry(lambda: email_sender, sms_router))
     app = web.Application(handler_args={"access_log_class": RedactingAccessLogger})
     app[API_SERVICE] = service
     if settings.recordings_dir is not None:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pypbx.media.dtmf import DtmfDigit
@@ -24,9 +25,13 @@ from pypbx.pbx.agent import AGENT_HEADER, ApiAgent
 from pypbx.pbx.auth import SipAuthenticator
 from pypbx.pbx.call import Call, Leg, LegKind, new_call_id
 from pypbx.pbx.control import CallNotFoundError, InappropriateStateError
+from pypbx.pbx.dialplan import Caller as DialPlanCaller
+from pypbx.pbx.dialplan import Kind
 from pypbx.pbx.leg_media import LegMedia
+from pypbx.pbx.lines import Lines
 from pypbx.pbx.registrar import Binding, Registrar
 from pypbx.pbx.replies import reply
+from pypbx.pbx.router import CallRouter
 from pypbx.pbx.routing import RouteInterceptor
 from pypbx.pbx.sdp_helpers import (
     ALLOW,
@@ -39,6 +44,7 @@ from pypbx.pbx.sdp_helpers import (
 from pypbx.pbx.states import CallState, HistoryResult, RoutingState
 from pypbx.pbx.transfers import Transfers
 from pypbx.sip.dialog import Dialog
+from pypbx.sip.digest_client import DigestClient, UserCredentials
 from pypbx.sip.message import (
     Address,
     Headers,
@@ -51,7 +57,7 @@ from pypbx.sip.message import (
 )
 from pypbx.sip.sdp import TELEPHONE_EVENT, Codec, SdpError, SessionDescription, build_sdp, negotiate
 from pypbx.sip.transaction import RequestReceived, ServerTransaction, make_cancel
-from pypbx.store.records import ExtensionRecord
+from pypbx.store.records import ExtensionRecord, line_settings
 from pypbx.store.store import Store
 
 __all__ = ["ALLOW", "B2BUA", "SUPPORTED_CODECS"]
@@ -86,6 +92,30 @@ class _Failure:
     reason: str | None
     state: CallState
     result: HistoryResult
+
+
+_NOT_FOUND = _Failure(404, "Not Found", CallState.ERROR, HistoryResult.NOT_FOUND)
+_UNAVAILABLE = _Failure(480, "Temporarily Unavailable", CallState.ERROR, HistoryResult.NOT_FOUND)
+_LINE_FULL = _Failure(486, "Busy Here", CallState.BUSY, HistoryResult.BUSY)
+_LINE_ERROR = _Failure(503, "Service Unavailable", CallState.ERROR, HistoryResult.ERROR)
+
+
+@dataclass(frozen=True, slots=True)
+class _LineRoute:
+    """How a call leaves through an outside line: the number sent and who it is from."""
+
+    line: str
+    number: str
+    domain: str
+    from_user: str
+    credentials: UserCredentials | None
+
+
+def _caller(call: Call) -> DialPlanCaller:
+    """Who calls, as the dial plan's From matches it."""
+    if call.direction == "Inbound":
+        return DialPlanCaller(extension_id=None, line=call.line, number=call.source)
+    return DialPlanCaller(extension_id=call.source or None, line=None, number=call.source)
 
 
 log = logging.getLogger(__name__)
@@ -126,6 +156,8 @@ class B2BUA:
         self._background_tasks: set[asyncio.Task[None]] = set()
         self.agent: ApiAgent | None = None  # rings API extensions; set by the service
         self.interceptor: RouteInterceptor | None = None  # RoutingInterception, if configured
+        self.router = CallRouter(store)  # dial plan and ring groups (replaced by the service)
+        self.lines: Lines | None = None  # outside lines (set by the service)
         self.leg_media = LegMedia(self)
         self.transfers = Transfers(self)
 
@@ -237,7 +269,11 @@ class B2BUA:
         if request.max_forwards is not None and request.max_forwards <= 0:
             self.stack.send_response(reply(request, 483, "Too Many Hops"))
             return
-        if self._from_agent(event):
+        inbound = await self.lines.inbound(request, event.source) if self.lines else None
+        caller_ext: ExtensionRecord | None
+        if inbound is not None:  # from a provider, for one of the line's numbers: no digest
+            caller_ext = ExtensionRecord(inbound.caller or "anonymous", "Line")
+        elif self._from_agent(event):
             caller_ext = await self._agent_extension(request)
             if caller_ext is None:
                 self.stack.send_response(reply(request, 403, "Forbidden"))
@@ -275,6 +311,10 @@ class B2BUA:
         call.caller_id = request.from_addr.display_name or caller_ext.id
         if caller_ext.type == "API":  # the Call command's CallerId, shown to the callee
             call.presented = request.from_addr.uri.user or caller_ext.id
+        if inbound is not None:
+            call.line = inbound.line.name
+            call.direction = "Inbound"
+            call.dialed = inbound.did
         call.dialed = request.uri.user or ""
         call.destination = call.dialed
         caller = Leg(
@@ -307,58 +347,141 @@ class B2BUA:
         last_state: RoutingState,
         failure: _Failure | None = None,
     ) -> None:
-        """Ring `number` for the caller, asking the application first when routing is
-        intercepted (spec 4.1): its Route may name another destination, ring time and caller
-        ID, or reject the caller; after a failed attempt it is asked again."""
+        """Route a call (spec 9.3): RoutingInterception first when configured (its Route
+        picks destination, ring time and caller ID, or rejects), else the dial plan's first
+        matching rule, else the extension with that number. After a failed attempt the
+        interception is asked again; without one, `_attempt_failed` follows the rule's
+        fallbacks."""
         ring_time: float | None = None
+        destination = number
         interceptor = self.interceptor
         if interceptor is not None and interceptor.active() and call.interceptions < 10:
             call.interceptions += 1
-            decision = await interceptor.ask(call, last_state, number)
+            route = await interceptor.ask(call, last_state, number)
             if call.is_over:
                 return
-            if decision is None and failure is not None:  # the chain ends: the last outcome
+            if route is None and failure is not None:  # the chain ends: the last outcome
                 self._give_up(call, failure)
                 return
-            if decision is not None:
-                if not decision.destination:
+            if route is not None:
+                if not route.destination:
                     log.info("call %s: rejected by routing interception", call.id)
                     self._reject_caller(call, 486, "Busy Here")
                     self._end(call, CallState.BUSY, HistoryResult.REJECTED)
                     return
-                number, ring_time = decision.destination, float(decision.ring_time)
-                if decision.caller_id:
-                    call.presented = decision.caller_id
+                destination, ring_time = route.destination, float(route.ring_time)
+                if route.caller_id:
+                    call.presented = route.caller_id
+                await self._ring_destination(call, destination, ring_time)
+                return
         elif failure is not None:
             self._give_up(call, failure)
             return
-        target = await self.store.get_extension(number)
+        plan = await self.router.plan()
+        rule = plan.route(Kind.CALL, _caller(call), number, datetime.now(UTC))
         if call.is_over:
             return
-        routable = ("SIP", "API") if self.agent is not None else ("SIP",)
-        if target is None or not target.enabled or target.type not in routable:
-            await self._attempt_failed(
-                call,
-                number,
-                RoutingState.NOT_FOUND,
-                _Failure(404, "Not Found", CallState.ERROR, HistoryResult.NOT_FOUND),
+        if rule is not None:
+            call.route_decision = rule
+            destination, ring_time = rule.destination, float(rule.ring_time)
+            if rule.caller_id:
+                call.presented = rule.caller_id
+            log.info(
+                "call %s: rule %r routes %s to %s", call.id, rule.rule.name, number, destination
             )
+        await self._ring_destination(call, destination, ring_time)
+
+    async def _ring_destination(
+        self, call: Call, destination: str, ring_time: float | None
+    ) -> None:
+        """Ring an extension, API extension or ring group; its failure goes to the fallbacks."""
+        target = await self.router.target(destination)
+        if call.is_over:
             return
-        if target.type == "API" and self.agent is not None:
-            bindings = [self.agent.binding(target.id)]  # the application answers, via OzML
+        routable = ("SIP", "RingGroup", "Line") + (("API",) if self.agent is not None else ())
+        if target is None or target.record.type not in routable:
+            await self._attempt_failed(call, destination, RoutingState.NOT_FOUND, _NOT_FOUND)
+            return
+        record = target.record
+        if record.type == "Line":
+            await self._ring_line(call, record, destination)
+            return
+        call.group_members = []
+        if record.type == "RingGroup":
+            reachable = {m: await self._bindings(m) for m in target.members}
+            members = [m for m in target.members if reachable[m]]
+            call.ring_group = record.id
+            call.group_fallback = target.fallback
+            ring_time = float(target.ring_time or 30)
+            if target.hunt and members:
+                call.group_members, members = members[1:], members[:1]
+            bindings = [b for member in members for b in reachable[member]]
         else:
-            bindings = self.registrar.bindings(target.id)
+            bindings = await self._bindings(record.id)
         if not bindings:
-            await self._attempt_failed(
-                call,
-                number,
-                RoutingState.NOT_FOUND,
-                _Failure(480, "Temporarily Unavailable", CallState.ERROR, HistoryResult.NOT_FOUND),
-            )
+            await self._attempt_failed(call, destination, RoutingState.NOT_FOUND, _UNAVAILABLE)
             return
+        await self._ring_bindings(call, record.id, bindings, ring_time)
+
+    async def _ring_line(self, call: Call, record: ExtensionRecord, destination: str) -> None:
+        """Out through a provider: the number the rule rewrote, the line's caller ID, its
+        channel limit; the provider's digest challenge is answered."""
+        line = line_settings(record)
+        decision = call.route_decision
+        number = decision.number if decision is not None else call.dialed
+        active = sum(1 for c in self.calls.values() if c.line == line.name and c is not call)
+        if not line.has_capacity(active):
+            log.info("call %s: line %s has all %d channels busy", call.id, line.name, active)
+            await self._attempt_failed(call, destination, RoutingState.BUSY, _LINE_FULL)
+            return
+        proxy = line.outbound_proxy
+        host, port = proxy.rsplit(":", 1) if proxy and ":" in proxy else (proxy, "5060")
+        if not proxy:
+            host, port = line.host, str(line.port)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, int(port))
+        except (OSError, ValueError) as exc:
+            log.warning("call %s: line %s: cannot resolve %s: %s", call.id, line.name, host, exc)
+            await self._attempt_failed(call, destination, RoutingState.ERROR, _LINE_ERROR)
+            return
+        address = (str(infos[0][4][0]), int(port))
+        call.line = line.name
+        call.direction = "Outbound"
+        call.line_route = _LineRoute(
+            line=line.name,
+            number=number,
+            domain=line.host,
+            from_user=line.caller_id or call.presented or call.source,
+            credentials=(
+                UserCredentials(line.authorization_name, line.password) if line.password else None
+            ),
+        )
+        binding = Binding(
+            extension_id=line.name,
+            contact=f"sip:{number}@{line.host}:{line.port}",
+            source=address,
+            transport=line.transport,
+            expires_at=datetime.now(UTC),
+            call_id="line",
+            cseq=1,
+        )
+        await self._ring_bindings(call, line.name, [binding], call.ring_time)
+
+    async def _bindings(self, extension_id: str) -> list[Binding]:
+        """Where to ring an extension: its phones, or the agent for an API extension."""
+        record = await self.store.get_extension(extension_id)
+        if record is None or not record.enabled:
+            return []
+        if record.type == "API":
+            return [self.agent.binding(extension_id)] if self.agent is not None else []
+        return self.registrar.bindings(extension_id) if record.type == "SIP" else []
+
+    async def _ring_bindings(
+        self, call: Call, destination: str, bindings: list[Binding], ring_time: float | None
+    ) -> None:
         if call.callee_endpoint is None and not await self._open_media(call):
             return
-        call.destination = target.id
+        call.destination = destination
         call.ring_time = ring_time
         call.forks = [f for f in call.forks if not f.terminated]
         if call.bridge is not None:  # early media of an earlier attempt
@@ -369,10 +492,46 @@ class B2BUA:
     async def _attempt_failed(
         self, call: Call, number: str, state: RoutingState, failure: _Failure
     ) -> None:
+        """An attempt ended without answer: the next ring-group member (Hunt), the
+        application (RoutingInterception), the rule's fallback, the group's fallback, or the
+        end of the call with that outcome."""
+        if call.is_over:
+            return
+        if call.group_members:
+            member = call.group_members.pop(0)
+            log.info("call %s: ring group %s hunts on to %s", call.id, call.ring_group, member)
+            bindings = await self._bindings(member)
+            if call.is_over:
+                return
+            if bindings:
+                await self._ring_bindings(call, call.ring_group or member, bindings, call.ring_time)
+            else:
+                await self._attempt_failed(call, number, state, failure)
+            return
         if call.interceptions:  # intercepted calls ask the application what next
             await self._route(call, number, state, failure)
-        else:
-            self._give_up(call, failure)
+            return
+        if call.route_decision is not None:
+            plan = await self.router.plan()
+            now = datetime.now(UTC)
+            fallback = plan.fallback(
+                call.route_decision, state.value, _caller(call), call.dialed, now
+            )
+            if fallback is not None and not call.is_over:
+                call.route_decision = fallback
+                log.info(
+                    "call %s: %s, falling back to %s", call.id, state.value, fallback.destination
+                )
+                await self._ring_destination(call, fallback.destination, float(fallback.ring_time))
+                return
+        if call.group_fallback:
+            destination, call.group_fallback = call.group_fallback, None
+            log.info(
+                "call %s: ring group %s falls back to %s", call.id, call.ring_group, destination
+            )
+            await self._ring_destination(call, destination, None)
+            return
+        self._give_up(call, failure)
 
     def _give_up(self, call: Call, failure: _Failure) -> None:
         self._reject_caller(call, failure.status, failure.reason)
@@ -432,12 +591,24 @@ class B2BUA:
             log.warning("call %s: unusable contact %r", call.id, binding.contact)
             return
         local_tag = generate_tag()
+        route = (
+            call.line_route
+            if binding.extension_id == getattr(call.line_route, "line", None)
+            else None
+        )
+        from_user = route.from_user if route is not None else call.presented or call.source
         from_addr = Address(
-            uri=sip_uri(call.presented or call.source, host),
+            uri=sip_uri(from_user, route.domain if route is not None else host),
             display_name=call.caller_id if call.caller_id != call.source else None,
             params={"tag": local_tag},
         )
-        to_addr = Address(uri=sip_uri(call.destination, host), display_name=None, params={})
+        to_addr = Address(
+            uri=sip_uri(route.number, route.domain)
+            if route is not None
+            else sip_uri(call.destination, host),
+            display_name=None,
+            params={},
+        )
         sdp = build_sdp(
             address=self.leg_media.media_host(peer_ip),
             port=endpoint.local_port,
@@ -470,6 +641,8 @@ class B2BUA:
             extension_id=binding.extension_id,
             local_sdp=sdp,
         )
+        if route is not None and route.credentials is not None:
+            leg.digest = DigestClient(route.credentials)
         call.forks.append(leg)
         self._dialogs[leg.dialog_key] = leg
         leg.client_txn = self.stack.send_request(
@@ -496,6 +669,18 @@ class B2BUA:
         if status < 300:
             self._on_fork_answered(leg, response)
             return
+        if status in (401, 407) and leg.digest is not None and not call.is_over:
+            retry = leg.digest.retry(leg.invite, response)
+            if retry is not None:  # a provider's challenge: answer it once per nonce
+                leg.invite = retry
+                leg.client_txn = self.stack.send_request(
+                    retry,
+                    leg.peer,
+                    leg.transport,
+                    on_response=lambda r: self._on_fork_response(leg, r),
+                    on_timeout=lambda: self._on_fork_failed(leg, 408),
+                )
+                return
         self._on_fork_failed(leg, status, response.reason)
 
     def _on_ringing(self, leg: Leg, response: Response) -> None:
@@ -533,6 +718,8 @@ class B2BUA:
             self._on_fork_failed(leg, 488)
             return
         call.callee = leg
+        if call.ring_group is not None and leg.extension_id:  # the member who answered
+            call.destination = leg.extension_id
         call.answered = self._now()
         if call.ring_timer is not None:
             call.ring_timer.cancel()
@@ -595,7 +782,7 @@ class B2BUA:
                 self._ring(call, bindings)
                 return
         failure = _Failure(status, reason, state, result)
-        if call.interceptions:
+        if call.interceptions or call.route_decision or call.group_members or call.group_fallback:
             routing = _ROUTING_STATES.get(result, RoutingState.ERROR)
             self._background(self._attempt_failed(call, call.dialed, routing, failure))
             return

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from pypbx.media.endpoint import Bridge, CodecSpec, RtpEndpoint
 from pypbx.media.inbound import InboundAudio
@@ -21,8 +22,10 @@ from pypbx.media.leg_output import LegOutput
 from pypbx.media.player import Player
 from pypbx.net.transport import Addr
 from pypbx.pbx.control import ActiveCallInfo
+from pypbx.pbx.dialplan import RouteDecision
 from pypbx.pbx.states import CallState, HistoryResult
 from pypbx.sip.dialog import Dialog
+from pypbx.sip.digest_client import DigestClient
 from pypbx.sip.message import Request, Response
 from pypbx.sip.sdp import Codec, SessionDescription
 from pypbx.sip.transaction import ClientTransaction, ServerTransaction
@@ -77,6 +80,7 @@ class Leg:
     answer_2xx: Response | None = None  # caller leg: 200 being retransmitted until ACK
     last_ack: Request | None = None  # callee leg: re-sent when its 2xx is retransmitted
     retransmit: asyncio.TimerHandle | None = None
+    digest: DigestClient | None = None  # callee leg through a line: answers its challenges
     player: Player | None = None  # what pypbx itself plays to this phone (hold music)
     output: LegOutput | None = None  # prompts and DTMF pypbx sends this phone
     inbound: InboundAudio | None = None  # tap on what the phone sends (DTMF, recording)
@@ -124,6 +128,12 @@ class Call:
     ring_timer: asyncio.TimerHandle | None = None
     ring_time: float | None = None  # this attempt's ring time, if not the PBX's (Route)
     interceptions: int = 0  # RoutingInterception requests made for this call
+    route_decision: RouteDecision | None = None  # the dial plan rule routing this attempt
+    ring_group: str | None = None  # the ring group being rung, if any
+    group_members: list[str] = field(default_factory=list)  # Hunt: members still to ring
+    group_fallback: str | None = None  # where the ring group goes when nobody answers
+    line: str | None = None  # the outside line the call came in or goes out on
+    line_route: Any = None  # b2bua._LineRoute: how it goes out on that line
     history_started: asyncio.Task[None] | None = None
 
     @property

@@ -9,7 +9,7 @@ from pypbx.sip.message import SipURI
 from pypbx.sip.sdp import PCMA, PCMU, Codec, SessionDescription
 
 SUPPORTED_CODECS = [PCMU, PCMA]
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, MESSAGE"
 
 
 def sip_uri(user: str, host: str) -> SipURI:

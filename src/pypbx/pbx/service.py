@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from pypbx.media.endpoint import MediaManager
@@ -34,8 +34,12 @@ from pypbx.pbx.control import (
     CallRequest,
     RecordRequest,
 )
+from pypbx.pbx.dialplan import Rule
+from pypbx.pbx.lines import Lines
+from pypbx.pbx.messages import MessageRouter
 from pypbx.pbx.registrar import Registrar, credentials_fingerprint
 from pypbx.pbx.replies import reply
+from pypbx.pbx.router import CallRouter
 from pypbx.pbx.routing import RouteInterceptor
 from pypbx.sip.digest import DigestVerifier, NonceManager
 from pypbx.sip.message import Request
@@ -65,6 +69,7 @@ class Pbx:
         digest_algorithms: tuple[str, ...] = ("MD5",),
         hold_music: Pcm | None = None,
         inband_dtmf: str = "auto",
+        dial_plan: Sequence[Rule] = (),
     ) -> None:
         self.stack = stack
         self.store = store
@@ -94,10 +99,14 @@ class Pbx:
             hold_music=hold_music,
             inband_dtmf=inband_dtmf,
         )
+        self.b2bua.router = CallRouter(store, dial_plan)
+        self.lines = Lines(stack, store)
+        self.b2bua.lines = self.lines
         self.call_media: CallMedia | None = None
         self.agent: ApiAgent | None = None
         self.api_extensions: ApiExtensions | None = None
         self.call_changed: CallChangedReporter | None = None
+        self.messages: MessageRouter | None = None  # SIP MESSAGE and SendSms
         stack.on_request = self.on_request
         stack.on_stray_response = self.b2bua.on_stray_response
         self._tasks: set[asyncio.Task[None]] = set()
@@ -138,10 +147,19 @@ class Pbx:
             notifier,
             email=email,
             recordings_dir=options.recordings_dir,
+            sms=lambda: self.messages,
         )
         self.b2bua.interceptor = RouteInterceptor(notifier, route_interception_url)
         self.call_changed = CallChangedReporter(
             self.b2bua, notifier, call_changed_url, self.api_extensions.actions
+        )
+        self.messages = MessageRouter(
+            self.stack,
+            self.store,
+            self.registrar,
+            self.auth,
+            notifier,
+            actions=self.api_extensions.actions,
         )
         return self.call_media
 
@@ -150,7 +168,10 @@ class Pbx:
         await self.stack.start()
         if self.agent is not None:
             await self.agent.start(self.stack.port)
+        await self.lines.start()
         self._expiry = asyncio.get_running_loop().create_task(self.registrar.expire_loop())
+        if self.messages is not None:
+            await self.messages.start()
 
     async def stop(self) -> None:
         """Hang up every call (BYE), write their history, then close the sockets."""
@@ -162,11 +183,14 @@ class Pbx:
         await self.b2bua.drain()
         if self.agent is not None:
             await self.agent.stop()
+        await self.lines.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.sleep(0.2)  # let the BYEs leave before the sockets close
         if self._expiry is not None:
             self._expiry.cancel()
+        if self.messages is not None:
+            await self.messages.close()
         await self.stack.stop()
 
     # ----------------------------------------------------------------- SIP input
@@ -177,9 +201,11 @@ class Pbx:
             self.b2bua.in_dialog(event)
             return
         if method == "REGISTER":
-            self._spawn(self.registrar.handle(event), request)
+            self._spawn(self._register(event), request)
         elif method == "INVITE":
             self._spawn(self.b2bua.on_invite(event), request)
+        elif method == "MESSAGE" and self.messages is not None:
+            self._spawn(self.messages.on_message(event), request)
         elif method == "CANCEL":
             self.b2bua.on_cancel(event)
         elif method == "ACK":
@@ -193,6 +219,11 @@ class Pbx:
             response = reply(request, 405, "Method Not Allowed")
             response.headers.add("Allow", ALLOW)
             self.stack.send_response(response)
+
+    async def _register(self, event: RequestReceived) -> None:
+        await self.registrar.handle(event)
+        if self.messages is not None:  # messages waiting for a phone that just registered
+            await self.messages.after_register(event)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], request: Request) -> None:
         task = asyncio.get_running_loop().create_task(self._guard(coro, request))
@@ -275,10 +306,25 @@ class Pbx:
         except CallConnectFailedError as exc:
             raise CallFailedError(exc.dialed, exc.state) from exc
 
+    def line_status(self, line_id: str) -> str | None:
+        """An outside line's registration: Registered, Registering, Failed: ..., or None."""
+        return self.lines.status(line_id)
+
     def is_registered(self, extension_id: str) -> bool:
         return self.registrar.is_registered(extension_id)
 
+    async def extension_added(self, extension_id: str) -> None:
+        """A new extension: an outside line with Register starts registering."""
+        record = await self.store.get_extension(extension_id)
+        if record is not None and record.type == "Line":
+            await self.lines.changed(extension_id)
+
     async def extension_changed(self, extension_id: str) -> None:
+        if extension_id in self.lines.registrations or (
+            (record := await self.store.get_extension(extension_id)) is not None
+            and record.type == "Line"
+        ):
+            await self.lines.changed(extension_id)
         ext = await self.store.get_extension(extension_id)
         seen = self.registrar.credentials_seen.get(extension_id)
         if (

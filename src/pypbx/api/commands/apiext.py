@@ -59,17 +59,6 @@ COMMANDS = (
         ),
     ),
     Command(
-        "SendSms",
-        None,
-        (
-            API_EXTENSION,
-            Param("Sender", validator=v.number_string),
-            Param("Recipient", mandatory=True, validator=v.number_string),
-            Param("Message", mandatory=True),
-            Param("DeliveryReportURL", validator=v.url, aliases=("DelivaryReportURL",)),
-        ),
-    ),
-    Command(
         "SendAlarmNotification",
         None,
         (
