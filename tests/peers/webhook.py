@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,6 +35,10 @@ class WebServer:
         # POST path (without query) -> reply body, or bodies for successive requests (the
         # last one repeats)
         self.replies: dict[str, bytes | list[bytes]] = {}
+        # POST path (without query) -> a function of the notification that makes the reply
+        # (for replies that depend on the fields, e.g. only the CallChanged of InCall);
+        # wins over `replies`
+        self.handlers: dict[str, Callable[[Notification], bytes]] = {}
         self.received: list[Notification] = []
         self._cond = threading.Condition()
         server = self
@@ -47,10 +52,14 @@ class WebServer:
                 with server._cond:
                     server.received.append(note)
                     server._cond.notify_all()
+                path = self.path.split("?")[0]
                 with server._cond:
-                    reply = server.replies.get(self.path.split("?")[0], server.reply)
+                    handler = server.handlers.get(path)
+                    reply = server.replies.get(path, server.reply)
                     if isinstance(reply, list):
                         reply = reply.pop(0) if len(reply) > 1 else reply[0]
+                if handler is not None:
+                    reply = handler(note)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/xml")
                 self.send_header("Content-Length", str(len(reply)))
@@ -91,6 +100,11 @@ class WebServer:
                 if left <= 0:
                     raise AssertionError(f"no {name} notification; got {self.received}")
                 self._cond.wait(left)
+
+    def named(self, name: str) -> list[Notification]:
+        """Every notification received so far whose NotificationName is `name`."""
+        with self._cond:
+            return [n for n in self.received if ("NotificationName", name) in n.fields]
 
     def close(self) -> None:
         self._httpd.shutdown()

@@ -8,25 +8,32 @@ command *from* 9994). So an API extension's call is an ordinary call in ListActi
 history, and every command (Play, Record, BlindTransfer, Hangup...) works on it unchanged;
 OzML acts on the far phone's leg of that call through the same code as the HTTP commands.
 
-The agent's side of the media is silent: what the far phone hears from "the API extension"
-is what pypbx plays into the phone's own leg. Its RTP port only absorbs the relay.
+The agent's side of the media is silence: what the far phone hears from "the API extension"
+is what pypbx plays into the phone's own leg. Silence is still *sent*, 20 ms frames from the
+moment the call is answered, so the line carries silence between prompts, during a Delay,
+a Record or while a notification is answered (spec 6.3, 2.3): a phone that gets no RTP at
+all may take the call for dead, and the B2BUA only relays what the agent sends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 from pypbx.media.endpoint import MediaManager, RtpEndpoint
+from pypbx.media.player import FRAME, LoopingSource, Player, Playout
 from pypbx.net.stack import SipStack
 from pypbx.net.transport import Addr
 from pypbx.pbx.registrar import Binding
 from pypbx.pbx.replies import reply
-from pypbx.pbx.sdp_helpers import ALLOW, SUPPORTED_CODECS, new_session_id
+from pypbx.pbx.sdp_helpers import ALLOW, SUPPORTED_CODECS, codec_spec, new_session_id
 from pypbx.sip.dialog import Dialog
 from pypbx.sip.message import (
     Address,
@@ -54,6 +61,7 @@ log = logging.getLogger(__name__)
 # Names the calling API extension on the agent's INVITEs; honoured only from the agent.
 AGENT_HEADER = "X-Pypbx-Api-Extension"
 _TRANSPORT = "udp"
+_SILENCE = np.zeros(FRAME, dtype=np.int16)
 
 
 @dataclass(eq=False)
@@ -70,6 +78,8 @@ class AgentCall:
     dialog: Dialog | None = None
     local_sdp: SessionDescription | None = None
     final_status: int | None = None  # outgoing: the failure that ended the attempt
+    remote_sdp: SessionDescription | None = None  # the B2BUA's side of the media
+    silence: Player | None = None  # what the agent sends once the call is answered
     ringing: asyncio.Event = field(default_factory=asyncio.Event)
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -86,6 +96,7 @@ class ApiAgent:
         self.stack = SipStack(host, 0, user_agent="pypbx-api-extension", tcp=False)
         self.on_incoming: Callable[[AgentCall], None] = lambda call: None
         self.calls: dict[str, AgentCall] = {}
+        self.playout = Playout()  # the agent's own 20 ms clock for its silence
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -100,6 +111,7 @@ class ApiAgent:
     async def stop(self) -> None:
         for call in list(self.calls.values()):
             await self._release(call)
+        await self.playout.close()
         await self.stack.stop()
 
     def binding(self, extension_id: str) -> Binding:
@@ -166,6 +178,7 @@ class ApiAgent:
             local_tag=generate_tag(),
             endpoint=endpoint,
             server_txn=txn,
+            remote_sdp=offer,
         )
         call.local_sdp = build_answer(
             offer,
@@ -192,6 +205,7 @@ class ApiAgent:
         call.dialog = Dialog.from_uas(call.invite, call.local_tag)
         self.stack.send_response(response)
         call.answered.set()
+        self._send_silence(call)
 
     def reject(self, call: AgentCall, status: int, reason: str) -> None:
         if call.answered.is_set() or call.ended.is_set():
@@ -268,6 +282,10 @@ class ApiAgent:
             return
         call.ringing.set()
         call.answered.set()
+        if response.body:
+            with contextlib.suppress(SdpError):
+                call.remote_sdp = SessionDescription.parse(response.body)
+        self._send_silence(call)
 
     def _failed(self, call: AgentCall, status: int) -> None:
         call.final_status = status
@@ -297,10 +315,28 @@ class ApiAgent:
         bye = call.dialog.create_request("BYE", self.stack.new_via(*self._via_args()))
         self.stack.send_request(bye, self.pbx_address, _TRANSPORT, on_response=lambda r: None)
 
+    def _send_silence(self, call: AgentCall) -> None:
+        """Start the answered call's stream of silence towards the B2BUA, in the codec the
+        two sides agreed (the first audio codec of the answer)."""
+        local, remote = call.local_sdp, call.remote_sdp
+        answer = local if call.incoming else remote
+        audio = answer.audio() if answer is not None else None
+        if remote is None or audio is None or call.silence is not None:
+            return
+        codec = next((c for c in audio.codecs if c.name.upper() in ("PCMU", "PCMA")), None)
+        if codec is None:
+            return
+        event = next((c for c in audio.codecs if c.is_telephone_event), None)
+        call.endpoint.set_remote(remote.audio_endpoint())
+        player = Player(call.endpoint, codec_spec(codec, event), LoopingSource(_SILENCE))
+        call.silence = self.playout.start(player)
+
     async def _release(self, call: AgentCall) -> None:
         if call.ended.is_set():
             return
         call.ended.set()
+        if call.silence is not None:
+            self.playout.stop(call.silence)
         call.ringing.set()
         self.calls.pop(call.sip_call_id, None)
         await self.media.release(call.endpoint)

@@ -22,12 +22,12 @@ from typing import Any
 from pypbx.media.sounds import error_tone
 from pypbx.messaging.email import EmailSender
 from pypbx.notify import Notifier
-from pypbx.ozml import Interpreter, OzmlError, Session, parse_ozml
+from pypbx.ozml import CallGone, Interpreter, OzmlError, Session, parse_ozml
 from pypbx.pbx.agent import AgentCall, ApiAgent
 from pypbx.pbx.b2bua import B2BUA
 from pypbx.pbx.call import Call
 from pypbx.pbx.call_media import CallMedia
-from pypbx.pbx.ozml_actions import CallEvents, PbxCallActions
+from pypbx.pbx.ozml_actions import CallEvents, PbxCallActions, SmsSender
 from pypbx.store.records import ExtensionRecord, api_extension_settings
 from pypbx.store.store import Store
 
@@ -55,15 +55,32 @@ class CallConnectFailedError(RuntimeError):
         self.state = state
 
 
+# Requests that steer the script's own call onwards: pointless once the far party has hung
+# up (RecordCompleted, by contrast, still reports a recording that a hang-up ended, 4.3).
+_STEERING = frozenset({"DtmfEntered", "GoTo"})
+
+
 @dataclass(frozen=True)
 class _ScriptNotifications:
-    """`pypbx.ozml.Notifications` for one call's script: requests ordered with its reports."""
+    """`pypbx.ozml.Notifications` for one call's script: requests ordered with its reports.
+
+    A steering request for a call that has ended is not sent, and a reply that arrives after
+    the call ended is not run: both raise CallGone, which stops the script (spec 5.3 "if the
+    far party hangs up, the script stops").
+    """
 
     notifier: Notifier
     key: str | None
+    call: Call | None = None
 
     async def fetch(self, url: str, name: str, fields: Sequence[tuple[str, str]]) -> str | None:
+        call = self.call if name in _STEERING else None
+        if call is not None and call.is_over:
+            raise CallGone(call.id)
         reply = await self.notifier.request(url, name, list(fields), key=self.key)
+        if call is not None and call.is_over:
+            log.info("call %s: ended while %s was answered; reply dropped", call.id, name)
+            raise CallGone(call.id)
         return reply.body if reply.ok else None
 
 
@@ -78,6 +95,7 @@ class ApiExtensions:
         *,
         email: Callable[[], EmailSender | None],
         recordings_dir: Path,
+        sms: Callable[[], SmsSender | None] = lambda: None,
     ) -> None:
         self.b2bua = b2bua
         self.media = media
@@ -87,6 +105,7 @@ class ApiExtensions:
         self.events = CallEvents(b2bua, media)
         self.agent_calls: dict[str, AgentCall] = {}  # B2BUA call id -> the agent's side
         self._email = email
+        self._sms = sms
         self._recordings = recordings_dir
         self._tasks: set[asyncio.Task[None]] = set()
         agent.on_incoming = lambda agent_call: self._spawn(self._incoming(agent_call))
@@ -106,6 +125,7 @@ class ApiExtensions:
             originate=self.originate,
             email=self._email,
             recordings_dir=self._recordings,
+            sms=self._sms,
         )
 
     async def close(self) -> None:
@@ -272,7 +292,7 @@ class ApiExtensions:
                     self.agent.hangup(agent_call)
             return False
         interpreter = Interpreter(
-            self.actions(), _ScriptNotifications(self.notifier, call.id), session
+            self.actions(), _ScriptNotifications(self.notifier, call.id, call), session
         )
         try:
             outcome = await interpreter.run(script)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -51,6 +51,21 @@ __all__ = ["CallEvents", "PbxCallActions"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class SmsSender(Protocol):
+    """The part of the message router OzML's SendSms uses."""
+
+    async def send_sms(
+        self,
+        api_extension: str,
+        sender: str | None,
+        recipient: str,
+        message: str,
+        delivery_report_url: str | None,
+    ) -> str: ...
+
+
 _BEEP = (0.3 * 32767 * np.sin(2 * np.pi * 1000 * np.arange(1600) / 8000)).astype(np.int16)
 
 
@@ -101,6 +116,7 @@ class PbxCallActions:
         originate: Callable[..., Awaitable[str]],
         email: Callable[[], EmailSender | None],
         recordings_dir: Path,
+        sms: Callable[[], SmsSender | None] = lambda: None,
     ) -> None:
         self.b2bua = b2bua
         self.media = media
@@ -109,6 +125,7 @@ class PbxCallActions:
         self.agent_calls = agent_calls  # B2BUA call id -> the agent's side of it
         self._originate = originate
         self._email = email
+        self._sms = sms
         self._recordings = recordings_dir.resolve()
 
     # ---------------------------------------------------------------- helpers
@@ -370,7 +387,13 @@ class PbxCallActions:
         api_extension: str | None,
         delivery_report_url: str | None,
     ) -> None:
-        raise ActionFailed("SendSms is not available yet")
+        router = self._sms()
+        if router is None or not api_extension:
+            raise ActionFailed("SendSms: no API extension or message router to send it")
+        try:
+            await router.send_sms(api_extension, sender, recipient, message, delivery_report_url)
+        except (LookupError, ValueError) as exc:  # unknown recipient or extension, too long
+            raise ActionFailed(f"SendSms to {recipient}: {exc}") from exc
 
     async def send_email(
         self,
