@@ -22,6 +22,7 @@ from peers.baresip import BaresipPhone
 from peers.flows import PbxFactory, PhoneFactory, no_calls_left, rtp_ports_held, wait_for_state
 from peers.pbx import PbxProcess
 from peers.tones import read_wav
+from peers.webhook import WebServer
 
 TONE_A = 1500.0
 TONE_B = 2000.0
@@ -363,3 +364,30 @@ def test_phone_transfers_with_refer_like_the_api_does(
     assert_end_hears(c, 1.5, TONE_A)
     assert pbx.stop() == 0
     assert_history(pbx, old_id, call_id, ("1000", "3000", "3000", "CallerHungUp"))
+
+
+def test_finished_url_reports_how_the_transferred_call_ended(
+    pbx: PbxProcess, make_phone: PhoneFactory, web: WebServer
+) -> None:
+    a = extension(pbx, make_phone, "1000", TONE_A)
+    b = extension(pbx, make_phone, "2000", TONE_B)
+    c = extension(pbx, make_phone, "3000", TONE_C)
+    old_id = establish(pbx, a, b)
+    result = pbx.api(
+        "BlindTransfer",
+        CallId=old_id,
+        TransferorParty="callee",
+        Target="3000",
+        FinishedUrl=web.url("/transferred"),
+    )
+    assert result.code == 200, result.text
+    c.wait_for_event("CALL_ESTABLISHED", 10)
+    new_id = wait_for_state(pbx, "InCall")["CallId"]
+    time.sleep(2.0)
+    a.hangup()
+    c.wait_for_event("CALL_CLOSED", 10)
+    no_calls_left(pbx)
+    fields = dict(web.wait_for("TransferFinished").fields)
+    assert (fields["CallId"], fields["TransferredCallId"]) == (old_id, new_id)
+    assert (fields["Caller"], fields["Callee"], fields["State"]) == ("1000", "3000", "CallerHungUp")
+    assert 1 <= int(fields["Duration"]) <= 4

@@ -1109,8 +1109,11 @@ class B2BUA:
 
     async def blind_transfer(
         self, call_id: str, target: str, transferor_party: str, *, referrer: Leg | None = None
-    ) -> None:
-        await self.transfers.blind_transfer(call_id, target, transferor_party, referrer=referrer)
+    ) -> str:
+        """Returns the id of the new call that carries the transferred party on."""
+        return await self.transfers.blind_transfer(
+            call_id, target, transferor_party, referrer=referrer
+        )
 
     async def attended_transfer(self, transferred_id: str, target_id: str) -> None:
         await self.transfers.attended_transfer(transferred_id, target_id)

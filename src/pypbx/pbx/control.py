@@ -133,9 +133,12 @@ class PbxControl(Protocol):
         """
         ...
 
-    async def blind_transfer(self, call_id: str, target: str, transferor_party: str) -> None:
+    async def blind_transfer(
+        self, call_id: str, target: str, transferor_party: str, finished_url: str | None = None
+    ) -> None:
         """The `transferor_party` ('caller'/'callee') leaves; the other party is put through
-        to `target` in a new call. Raises UnroutableDestinationError for a bad target."""
+        to `target` in a new call. Raises UnroutableDestinationError for a bad target. When
+        the new call ends, `finished_url` gets a TransferFinished report (spec 4.12)."""
         ...
 
     async def attended_transfer(self, transferred_id: str, target_id: str) -> None:

@@ -319,7 +319,8 @@ class PbxCallActions:
         finished_url: str | None,
         timeout: float | None,
     ) -> bool:
-        await self._control(call_id, self.b2bua.blind_transfer(call_id, target, transferor_party))
+        transfer = self.b2bua.blind_transfer(call_id, target, transferor_party)
+        await self._control(call_id, _discard(transfer))
         return True
 
     async def attended_transfer(
@@ -462,6 +463,10 @@ def _legs(call: Call, party: str) -> list[Leg]:
         party, [call.caller, call.callee]
     )
     return [leg for leg in chosen if leg is not None and leg.endpoint and leg.codec]
+
+
+async def _discard(action: Awaitable[object]) -> None:
+    await action
 
 
 async def _now(action: Callable[[str], None], call_id: str) -> None:

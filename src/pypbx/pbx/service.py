@@ -25,6 +25,7 @@ from pypbx.pbx.api_extensions import (
 )
 from pypbx.pbx.auth import SipAuthenticator
 from pypbx.pbx.b2bua import ALLOW, B2BUA
+from pypbx.pbx.call import Call
 from pypbx.pbx.call_changed import CallChangedReporter
 from pypbx.pbx.call_media import CallMedia, MediaOptions
 from pypbx.pbx.control import (
@@ -107,6 +108,9 @@ class Pbx:
         self.api_extensions: ApiExtensions | None = None
         self.call_changed: CallChangedReporter | None = None
         self.messages: MessageRouter | None = None  # SIP MESSAGE and SendSms
+        self.notifier: Notifier | None = None
+        self._transfer_reports: dict[str, tuple[str, str]] = {}  # new call -> (old id, URL)
+        self.b2bua.on_call_ended.append(self._report_transfer)
         stack.on_request = self.on_request
         stack.on_stray_response = self.b2bua.on_stray_response
         self._tasks: set[asyncio.Task[None]] = set()
@@ -135,6 +139,7 @@ class Pbx:
         """Turn on Play, Speak, Record, SendDTMF and API extensions with their OzML (the
         process does this at start; tests of the SIP side alone can leave it off)."""
         self.call_media = CallMedia(self.b2bua, resolver, speech, notifier, options)
+        self.notifier = notifier
         host = self.stack.bind_host
         if is_wildcard(host):
             host = "::1" if ":" in host else "127.0.0.1"
@@ -258,8 +263,29 @@ class Pbx:
     async def forward(self, call_id: str, destination: str) -> None:
         await self.b2bua.forward(call_id, destination)
 
-    async def blind_transfer(self, call_id: str, target: str, transferor_party: str) -> None:
-        await self.b2bua.blind_transfer(call_id, target, transferor_party)
+    async def blind_transfer(
+        self, call_id: str, target: str, transferor_party: str, finished_url: str | None = None
+    ) -> None:
+        new_id = await self.b2bua.blind_transfer(call_id, target, transferor_party)
+        if finished_url:
+            self._transfer_reports[new_id] = (call_id, finished_url)
+
+    def _report_transfer(self, call: Call) -> None:
+        """BlindTransfer's FinishedUrl: how the call that carried the party on ended."""
+        report = self._transfer_reports.pop(call.id, None)
+        if report is None or self.notifier is None:
+            return
+        original, url = report
+        now = asyncio.get_running_loop().time()
+        fields = [
+            ("CallId", original),
+            ("Caller", call.source),
+            ("Callee", call.destination),
+            ("Duration", str(round(call.talk_duration(now)))),
+            ("State", call.result.value if call.result is not None else ""),
+            ("TransferredCallId", call.id),
+        ]
+        self.notifier.post(url, "TransferFinished", fields, key=original)
 
     async def attended_transfer(self, transferred_id: str, target_id: str) -> None:
         await self.b2bua.attended_transfer(transferred_id, target_id)

@@ -135,7 +135,7 @@ class Transfers:
 
     async def blind_transfer(
         self, call_id: str, target: str, transferor_party: str, *, referrer: Leg | None = None
-    ) -> None:
+    ) -> str:
         """The BlindTransfer command: the named party leaves, the other one is put through to
         `target` in a new call (ringback meanwhile); if the target fails, the transferor is
         called back."""
@@ -186,6 +186,7 @@ class Transfers:
         )
         log.info("call %s: %s transferred to %s as call %s", call.id, new.source, target, new.id)
         self.b2bua._ring(new, bindings)
+        return new.id
 
     async def attended_transfer(
         self, transferred_id: str, target_id: str, *, referrer: Leg | None = None

@@ -75,6 +75,7 @@ class FakePbx:
         self.media: list[tuple[str, str, dict[str, object]]] = []
         self.placed: list[tuple[CallRequest, str | None]] = []  # Call commands
         self.call_error: Exception | None = None
+        self.finished_urls: list[str | None] = []  # BlindTransfer FinishedUrl values
 
     def active_calls(self) -> list[ActiveCallInfo]:
         return list(self.calls)
@@ -109,8 +110,11 @@ class FakePbx:
             raise self.call_error
         return "NeWcAl"
 
-    async def blind_transfer(self, call_id: str, target: str, transferor_party: str) -> None:
+    async def blind_transfer(
+        self, call_id: str, target: str, transferor_party: str, finished_url: str | None = None
+    ) -> None:
         self._operate("blind_transfer", call_id, target, transferor_party)
+        self.finished_urls.append(finished_url)
 
     async def attended_transfer(self, transferred_id: str, target_id: str) -> None:
         if target_id not in {c.call_id for c in self.calls}:

@@ -100,7 +100,9 @@ async def forward(ctx: CommandContext) -> list[Node]:
 async def blind_transfer(ctx: CommandContext) -> list[Node]:
     call_id, target = ctx.require("CallId", str), ctx.require("Target", str)
     party = ctx.require("TransferorParty", str)
-    return await _run(ctx, ctx.pbx.blind_transfer(call_id, target, party), destination="Target")
+    finished_url = ctx.arg("FinishedUrl", str)
+    action = ctx.pbx.blind_transfer(call_id, target, party, finished_url)
+    return await _run(ctx, action, destination="Target")
 
 
 async def attended_transfer(ctx: CommandContext) -> list[Node]:
