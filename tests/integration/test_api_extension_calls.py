@@ -7,13 +7,23 @@ from its recording, so barge-in (a key stopping the menu) shows as a shortened m
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import time
 
 import numpy as np
 import soundfile as sf
 
-from peers.flows import PbxFactory, PhoneFactory, no_calls_left, wait_for_state
+from peers.flows import (
+    PbxFactory,
+    PhoneFactory,
+    SippFactory,
+    finish,
+    no_calls_left,
+    start_callee,
+    wait_for_state,
+)
 from peers.pbx import PbxProcess
 from peers.tones import read_wav
 from peers.webhook import WebServer
@@ -99,11 +109,18 @@ def test_ivr_answers_plays_a_menu_and_follows_the_key(
     assert history.root.findtext("Calls/Call/Destination") == "9994", history.text
 
 
+SPOKEN_MENU = b"""<Response>
+  <UserInput Timeout="8" Repeat="true">
+    <InitialCommands><Speak>For sales press one. For support press two.</Speak></InitialCommands>
+    <Inputs><Input Key="2"><BlindTransfer>2000</BlindTransfer></Input></Inputs>
+  </UserInput>
+</Response>"""
+
+
 def test_ivr_transfers_the_caller_on_key_two(
     pbx: PbxProcess, make_phone: PhoneFactory, web: WebServer
 ) -> None:
-    prompts(pbx)
-    web.replies["/incoming"] = IVR
+    web.replies["/incoming"] = SPOKEN_MENU
     pbx.add_api_extension("9994", web.url("/incoming"))
     a = phone(pbx, make_phone, "1000", TONE_A)
     b = phone(pbx, make_phone, "2000", TONE_B)
@@ -120,6 +137,12 @@ def test_ivr_transfers_the_caller_on_key_two(
     no_calls_left(pbx)
     heard, _ = read_wav(b.received_recording())  # type: ignore[attr-defined]
     assert seconds_with(heard, TONE_A) >= 1.0
+    menu, _ = read_wav(a.received_recording())  # type: ignore[attr-defined]
+    first = menu[: int(0.9 * RATE)]  # before the key: the spoken menu
+    spectrum = np.abs(np.fft.rfft(first)) ** 2
+    freqs = np.fft.rfftfreq(len(first), 1 / RATE)
+    speech_band = spectrum[(freqs > 100) & (freqs < 3400)].sum() / max(spectrum.sum(), 1e-12)
+    assert np.sqrt(np.mean(first**2)) > 0.01 and speech_band > 0.9
 
 
 def test_reject_refuses_the_call_without_answering(
@@ -307,6 +330,101 @@ def test_routing_interception_rejects_or_leaves_it_to_the_dial_plan(
     no_calls_left(pbx)
     a.dial(f"sip:3000@{pbx.sip_address}")  # empty reply: the dial plan rings 3000
     c.wait_for_event("CALL_ESTABLISHED", 15)  # type: ignore[attr-defined]
+    a.hangup()  # type: ignore[attr-defined]
+    c.wait_for_event("CALL_CLOSED", 10)  # type: ignore[attr-defined]
+    no_calls_left(pbx)
+
+
+def test_notifications_are_signed_when_a_secret_is_configured(
+    start_pbx: PbxFactory, make_phone: PhoneFactory, web: WebServer
+) -> None:
+    secret = "k3y-for-tests"
+    pbx = start_pbx(
+        config={
+            "http_api": {"call_changed_url": web.url("/changed")},
+            "notifications": {"secret": secret},
+        }
+    )
+    a = phone(pbx, make_phone, "1000", TONE_A)
+    b = phone(pbx, make_phone, "2000", TONE_B)
+    a.dial(f"sip:2000@{pbx.sip_address}")  # type: ignore[attr-defined]
+    b.wait_for_event("CALL_ESTABLISHED", 15)  # type: ignore[attr-defined]
+    a.hangup()  # type: ignore[attr-defined]
+    b.wait_for_event("CALL_CLOSED", 10)  # type: ignore[attr-defined]
+    no_calls_left(pbx)
+    note = web.wait_for("CallChanged")
+    headers = {k.lower(): v for k, v in note.headers.items()}
+    timestamp = headers["x-pypbx-timestamp"]
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + note.body, hashlib.sha256)
+    assert headers["x-pypbx-signature"] == f"sha256={expected.hexdigest()}"
+    assert abs(int(timestamp) - time.time()) < 60
+
+
+BOMB = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<Response><Speak>&lol3;</Speak></Response>"""
+
+
+def test_hostile_replies_take_the_error_path_and_leave_other_calls_alone(
+    pbx: PbxProcess, make_phone: PhoneFactory, web: WebServer
+) -> None:
+    prompts(pbx)
+    web.replies["/bomb"] = BOMB
+    web.replies["/huge"] = b"<Response>" + b"<Delay>1</Delay>" * 700_000 + b"</Response>"
+    web.replies["/odd"] = b"<Response><Frobnicate/><Play>choice.wav</Play></Response>"
+    pbx.add_api_extension("9994", web.url("/bomb"))
+    pbx.add_api_extension("9995", web.url("/huge"))
+    pbx.add_api_extension("9996", web.url("/odd"))
+    a = phone(pbx, make_phone, "1000", TONE_A)
+    b = phone(pbx, make_phone, "2000", TONE_B)
+    c = phone(pbx, make_phone, "3000", 2500.0)
+    a.dial(f"sip:2000@{pbx.sip_address}")  # type: ignore[attr-defined]
+    b.wait_for_event("CALL_ESTABLISHED", 15)  # type: ignore[attr-defined]
+    for attempt, number in enumerate(("9994", "9995"), start=1):  # refused: 480
+        c.dial(f"sip:{number}@{pbx.sip_address}")  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 20
+        while len(c.events("CALL_CLOSED")) < attempt and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.1)
+        assert "480" in str(c.events("CALL_CLOSED")[-1]), c.events()  # type: ignore[attr-defined]
+    c.dial(f"sip:9996@{pbx.sip_address}")  # an unknown verb is skipped, the rest runs
+    c.wait_for_event("CALL_ESTABLISHED", 15)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 15
+    while len(c.events("CALL_CLOSED")) < 3 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.1)
+    assert len(c.events("CALL_CLOSED")) == 3  # type: ignore[attr-defined]
+    heard_c, _ = read_wav(c.received_recording())  # type: ignore[attr-defined]
+    assert 1.2 <= seconds_with(heard_c, CHOICE) <= 1.8
+    # the call between 1000 and 2000 went on undisturbed all along
+    call = wait_for_state(pbx, "InCall")
+    assert (call["Source"], call["Destination"]) == ("1000", "2000")
+    a.hangup()  # type: ignore[attr-defined]
+    b.wait_for_event("CALL_CLOSED", 10)  # type: ignore[attr-defined]
+    no_calls_left(pbx)
+    heard_b, _ = read_wav(b.received_recording())  # type: ignore[attr-defined]
+    assert seconds_with(heard_b, TONE_A) >= len(heard_b) / RATE - 1.0
+
+
+def test_routing_interception_is_asked_again_after_a_busy_destination(
+    start_pbx: PbxFactory, make_phone: PhoneFactory, web: WebServer, sipp: SippFactory
+) -> None:
+    pbx = start_pbx(config={"http_api": {"route_interception_url": web.url("/route")}})
+    web.replies["/route"] = [
+        b'<Response><Route Destination="2000"/></Response>',
+        b'<Response><Route Destination="3000"/></Response>',
+    ]
+    pbx.add_sip_extension("2000", "pw-2000")
+    busy = start_callee(pbx, sipp, "uas_busy", "2000", "pw-2000")
+    a = phone(pbx, make_phone, "1000", TONE_A)
+    c = phone(pbx, make_phone, "3000", 2500.0)
+    a.dial(f"sip:700@{pbx.sip_address}")  # type: ignore[attr-defined]
+    c.wait_for_event("CALL_ESTABLISHED", 20)  # type: ignore[attr-defined]
+    finish(busy)
+    asks = [dict(n.fields) for n in web.received if n.path == "/route"]
+    assert [(f["LastCallState"], f["LastCalledExtension"]) for f in asks] == [
+        ("Calling", ""),
+        ("Busy", "2000"),
+    ]
     a.hangup()  # type: ignore[attr-defined]
     c.wait_for_event("CALL_CLOSED", 10)  # type: ignore[attr-defined]
     no_calls_left(pbx)
