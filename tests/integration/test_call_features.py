@@ -7,10 +7,15 @@ message traces for what the scenarios cannot express (timing, SDP contents, tran
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import pytest
 
 from peers.flows import (
     PbxFactory,
+    PhoneFactory,
     SippFactory,
     caller,
     finish,
@@ -160,3 +165,29 @@ def test_early_media_183_with_sdp_reaches_the_caller(
     # the early dialog is the one that gets confirmed: same To tag (RFC 3261 §12.1)
     assert progress.require("To") == answer.require("To")
     assert ";tag=" in progress.require("To")
+
+
+def test_a_phone_that_vanishes_mid_call_is_detected_by_rtp_timeout(
+    start_pbx: PbxFactory, make_phone: PhoneFactory
+) -> None:
+    """No BYE ever comes from a phone that lost power: after `rtp_timeout` seconds without
+    its RTP, pypbx ends the call, releases the other phone and writes the history row."""
+    pbx = start_pbx(config={"media": {"rtp_timeout": 2}})
+    pbx.add_sip_extension("1000", "pw-1000")
+    pbx.add_sip_extension("2000", "pw-2000")
+    a = make_phone("1000", tone=1500.0, registrar=pbx.sip_address, password="pw-1000")
+    b = make_phone("2000", tone=2000.0, registrar=pbx.sip_address, password="pw-2000")
+    a.dial(f"sip:2000@{pbx.sip_address}")
+    b.wait_for_event("CALL_ESTABLISHED", 15)
+    call_id = wait_for_state(pbx, "InCall")["CallId"]
+    # hold and unhold leave the watch alone (a phone holding with `inactive` sends nothing)
+    assert pbx.api("Hold", CallId=call_id).code == 200
+    time.sleep(3.0)
+    assert pbx.api("Unhold", CallId=call_id).code == 200
+    assert wait_for_state(pbx, "InCall")["CallId"] == call_id
+    assert a.proc is not None
+    os.killpg(a.proc.pid, signal.SIGKILL)  # gone without a word
+    b.wait_for_event("CALL_CLOSED", 15)
+    no_calls_left(pbx)
+    history = pbx.api("GetCallHistory", CallId=call_id)
+    assert history.root.findtext("Calls/Call/State") == "Error", history.text

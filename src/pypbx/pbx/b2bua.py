@@ -134,6 +134,7 @@ class B2BUA:
         media_address: str | None = None,
         hold_music: Pcm | None = None,
         inband_dtmf: str = "auto",
+        rtp_timeout: float = 60.0,
     ) -> None:
         self.stack = stack
         self.store = store
@@ -154,6 +155,8 @@ class B2BUA:
         self.on_digit: Callable[[Leg, DtmfDigit], None] = lambda leg, digit: None
         self.inband_dtmf = inband_dtmf
         self._background_tasks: set[asyncio.Task[None]] = set()
+        self.rtp_timeout = rtp_timeout  # seconds without RTP that end a call; 0: never
+        self._watchdog: asyncio.Task[None] | None = None
         self.agent: ApiAgent | None = None  # rings API extensions; set by the service
         self.interceptor: RouteInterceptor | None = None  # RoutingInterception, if configured
         self.router = CallRouter(store)  # dial plan and ring groups (replaced by the service)
@@ -1025,6 +1028,8 @@ class B2BUA:
             return
         answered = call.state is CallState.RINGING and state is CallState.IN_CALL
         call.state = state
+        if state is CallState.IN_CALL:  # back from hold: phones may only now send again
+            call.media_watch_from = self._now()
         if answered:  # CallChanged reports Answered once on the way to InCall (spec 4.2)
             self._state_changed(call, CallState.ANSWERED)
         self._state_changed(call, state)
@@ -1033,6 +1038,39 @@ class B2BUA:
         """A new call enters the PBX (set up, or created by a transfer) in its first state."""
         self.calls[call.id] = call
         self._state_changed(call, call.state)
+        if self.rtp_timeout and (self._watchdog is None or self._watchdog.done()):
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch_media())
+
+    async def _watch_media(self) -> None:
+        """End calls whose phone vanished: no BYE, but no RTP either for `rtp_timeout` s
+        (a phone that lost power or network). Calls on hold are left alone: a phone that
+        holds with `inactive` rightly sends nothing."""
+        period = min(5.0, self.rtp_timeout / 2)
+        while self.calls:
+            await asyncio.sleep(period)
+            now = self._now()
+            for call in list(self.calls.values()):
+                if call.state is not CallState.IN_CALL or call.answered is None:
+                    continue
+                for leg in [leg for leg in (call.caller, call.callee) if leg is not None]:
+                    if leg.endpoint is None:
+                        continue
+                    last = max(leg.endpoint.received_at, call.answered, call.media_watch_from)
+                    if now - last > self.rtp_timeout:
+                        self._media_lost(call, leg)
+                        break
+
+    def _media_lost(self, call: Call, silent: Leg) -> None:
+        log.warning(
+            "call %s: no RTP from %s for %.0f s: ending the call",
+            call.id,
+            silent.extension_id or silent.kind.value,
+            self.rtp_timeout,
+        )
+        for leg in (call.caller, call.callee):
+            if leg is not None:
+                self._send_bye(leg)
+        self._end(call, CallState.ERROR, HistoryResult.ERROR)
 
     def _state_changed(self, call: Call, state: CallState) -> None:
         for listener in self.on_state_change:
@@ -1099,6 +1137,8 @@ class B2BUA:
 
     async def drain(self) -> None:
         """Wait until every ended call has released its media and written its history."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         while self._background_tasks:
             await asyncio.gather(*self._background_tasks, return_exceptions=True)
         await self.playout.close()

@@ -128,6 +128,7 @@ class Call:
     ring_timer: asyncio.TimerHandle | None = None
     ring_time: float | None = None  # this attempt's ring time, if not the PBX's (Route)
     interceptions: int = 0  # RoutingInterception requests made for this call
+    media_watch_from: float = 0.0  # loop time from which silence counts (after an unhold)
     route_decision: RouteDecision | None = None  # the dial plan rule routing this attempt
     ring_group: str | None = None  # the ring group being rung, if any
     group_members: list[str] = field(default_factory=list)  # Hunt: members still to ring
