@@ -51,3 +51,17 @@ def test_reregistering_from_a_new_port_moves_the_binding(pbx, sipp):
         assert result.ok, result.describe()
     config = pbx.api("GetConfig", ExtensionId="1000")
     assert config.root.findtext("Config/LastIPAddress") == f"127.0.0.1:{client.local_port} (Udp)"
+
+
+def test_repeated_failed_logins_ban_the_source(start_pbx, sipp):
+    """A password-guessing source is banned: even the right password is refused then."""
+    pbx = start_pbx(config={"security": {"auth_ban_failures": 3, "auth_ban_ignore": []}})
+    pbx.add_sip_extension("1000", "pw-1000")
+    for guess in ("a", "b", "c"):
+        result = sipp(
+            "register_rejected", remote=pbx.sip_address, service="1000", auth=("1000", guess)
+        ).run()
+        assert result.ok, result.describe()
+    right = sipp("register", remote=pbx.sip_address, service="1000", auth=("1000", "pw-1000"))
+    assert not right.run().ok  # 403 at once, no challenge
+    assert "banned 127.0.0.1 for 600 s after 3 failed authentications" in pbx.log_tail(200)

@@ -10,6 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from pypbx.pbx.abuse import FailureBans
 from pypbx.pbx.replies import reply
 from pypbx.sip.digest import (
     DigestCredentials,
@@ -38,6 +39,7 @@ class SipAuthenticator:
         self.realm = realm
         self.verifier = verifier
         self.store = store
+        self.bans = FailureBans()  # replaced by the service with the configured limits
 
     async def authenticate(self, request: Request, *, proxy: bool) -> AuthResult:
         """Check the request's credentials; `proxy` selects 407/Proxy-* over 401/WWW-*."""
@@ -50,15 +52,15 @@ class SipAuthenticator:
         ha1 = self._ha1(extension, creds.algorithm) if extension is not None else None
         outcome = self.verifier.verify(creds, request.method, ha1, time.time(), body=request.body)
         if outcome == "ok" and extension is not None:
+            self.bans.succeeded(request.top_via.received or request.top_via.host)
             return AuthResult(extension, None)
         if outcome == "stale":
             return AuthResult(None, self._challenge(request, proxy=proxy, stale=True))
+        source = request.top_via.received or request.top_via.host
         log.warning(
-            "authentication failed for %r from %s (%s)",
-            creds.username,
-            request.top_via.received or request.top_via.host,
-            request.method,
+            "authentication failed for %r from %s (%s)", creds.username, source, request.method
         )
+        self.bans.failed(source, time.monotonic())
         return AuthResult(None, reply(request, 403, "Forbidden"))
 
     def _credentials(self, request: Request) -> DigestCredentials | None:
