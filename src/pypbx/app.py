@@ -20,9 +20,11 @@ from pypbx.media.recorder import repair_recordings
 from pypbx.media.sounds import hold_music
 from pypbx.media.tts import EspeakEngine, SpeechCache
 from pypbx.messaging.email import EmailSender
+from pypbx.messaging.smpp import SmppGateway
 from pypbx.net.localaddr import is_wildcard
 from pypbx.net.stack import SipStack
 from pypbx.notify import Notifier, NotifySettings
+from pypbx.pbx.abuse import FailureBans
 from pypbx.pbx.call_media import MediaOptions
 from pypbx.pbx.dialplan import rules_from_toml
 from pypbx.pbx.service import Pbx
@@ -108,8 +110,16 @@ def _enable_media(
         email=lambda: email_sender,
         call_changed_url=lambda: settings.http_api.call_changed_url,
         route_interception_url=lambda: settings.http_api.route_interception_url,
+        smpp=_smpp_gateway(settings),
+        smpp_incoming_extension=settings.smpp.incoming_api_extension,
     )
     return resolver, notifier, recordings_dir
+
+
+def _smpp_gateway(settings: Settings) -> SmppGateway | None:
+    """The SMSC connection when `[smpp]` names a host (the PBX starts and stops it)."""
+    smpp = settings.smpp.settings()
+    return SmppGateway(smpp) if smpp is not None else None
 
 
 async def serve(settings: Settings) -> None:
@@ -157,6 +167,13 @@ async def _run(settings: Settings, store: Store) -> None:
         ),
         inband_dtmf=settings.media.inband_dtmf,
         dial_plan=rules_from_toml(settings.dialplan.rules),
+        rtp_timeout=float(settings.media.rtp_timeout),
+        auth_bans=FailureBans(
+            max_failures=settings.security.auth_ban_failures,
+            window=settings.security.auth_ban_window,
+            ban_seconds=settings.security.auth_ban_seconds,
+            ignore=settings.security.auth_ban_ignore,
+        ),
     )
     email = settings.email.settings()
     email_sender = EmailSender(email) if email is not None else None

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from pypbx import __version__
 from pypbx.messaging.email import EmailSettings
+from pypbx.messaging.smpp import SmppSettings
 from pypbx.pbx.dialplan import DialPlanError, rules_from_toml
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class MediaSettings:
     download_timeout: float = 10.0  # Play from a URL
     download_max_bytes: int = 20_000_000
     tts_voice: str = "en-us"  # espeak-ng voice when Speak names no known Language/Voice
+    rtp_timeout: int = 60  # seconds without RTP from a phone in a call that end it; 0: never
 
 
 @dataclass
@@ -137,6 +139,34 @@ class EmailConfig:
 
 
 @dataclass
+class SmppConfig:
+    """[smpp] section: the SMSC that SendSms to numbers outside the PBX goes through; no
+    host: such SendSms answers 501 as without a gateway."""
+
+    host: str | None = None
+    port: int = 2775
+    system_id: str = ""
+    password: str = ""
+    system_type: str = ""
+    source_addr: str = ""  # sender number when SendSms gives none
+    # API extension that gets incoming SMS for numbers that are no API extension's
+    incoming_api_extension: str | None = None
+
+    def settings(self) -> SmppSettings | None:
+        """The gateway's settings (ValueError names a bad field); None without a host."""
+        if not self.host:
+            return None
+        return SmppSettings(
+            host=self.host,
+            port=self.port,
+            system_id=self.system_id,
+            password=self.password,
+            system_type=self.system_type,
+            source_addr=self.source_addr,
+        )
+
+
+@dataclass
 class DialPlanSettings:
     """[dialplan] section: `[[dialplan.rules]]` tables, fixed for the process's life (rules
     managed over the API, ExtensionType DialPlanRule, come after them in `order`)."""
@@ -163,6 +193,12 @@ class SecuritySettings:
     """
 
     keep_sip_passwords: bool = True
+    # Failed SIP authentications from one address within `auth_ban_window` seconds that
+    # get it banned (its requests answered 403) for `auth_ban_seconds`; 0 turns bans off.
+    auth_ban_failures: int = 10
+    auth_ban_window: float = 60.0
+    auth_ban_seconds: float = 600.0
+    auth_ban_ignore: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
 
 
 DEFAULT_SIP_LISTEN = HostPort("0.0.0.0", 5060)
@@ -190,6 +226,7 @@ class Settings:
     media: MediaSettings = field(default_factory=MediaSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     email: EmailConfig = field(default_factory=EmailConfig)
+    smpp: SmppConfig = field(default_factory=SmppConfig)
     dialplan: DialPlanSettings = field(default_factory=DialPlanSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     config_file: Path | None = None
@@ -207,6 +244,8 @@ class Settings:
             view["notifications"]["secret"] = "***"
         if self.email.password is not None:
             view["email"]["password"] = "***"
+        if self.smpp.password:
+            view["smpp"]["password"] = "***"
         view["db_url"] = _redact_url(self.db_url)
         return view
 
@@ -318,6 +357,7 @@ SECTIONS: dict[str, type[Any]] = {
     "media": MediaSettings,
     "notifications": NotificationSettings,
     "email": EmailConfig,
+    "smpp": SmppConfig,
     "dialplan": DialPlanSettings,
     "security": SecuritySettings,
 }
@@ -459,6 +499,15 @@ def _validate_section(section: object, path: Path) -> None:
                 f'invalid sip.digest_algorithms in {path}: expected a list of "MD5", "SHA-256"'
             )
         section.digest_algorithms = algorithms
+    elif isinstance(section, SecuritySettings):
+        for entry in section.auth_ban_ignore:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f'invalid security.auth_ban_ignore in {path}: "{entry}" is not an IP '
+                    "address or CIDR network"
+                ) from None
     elif isinstance(section, DialPlanSettings):
         try:
             rules_from_toml(section.rules)
@@ -469,6 +518,11 @@ def _validate_section(section: object, path: Path) -> None:
             section.settings()
         except ValueError as exc:
             raise ConfigError(f"invalid [email] in {path}: {exc}") from None
+    elif isinstance(section, SmppConfig):
+        try:
+            section.settings()
+        except ValueError as exc:
+            raise ConfigError(f"invalid [smpp] in {path}: {exc}") from None
     elif isinstance(section, MediaSettings):
         if section.inband_dtmf not in ("auto", "always", "off"):
             raise ConfigError(

@@ -11,6 +11,13 @@ Messages for one extension go out oldest first, one at a time, from one worker t
 extension; a temporary failure ends the round, so a later message never overtakes an earlier
 one. A message for an API extension becomes an IncomingSMS notification instead. Replies to
 IncomingSMS and SMSDeliveryReport may carry call-less OzML (SendSms, SendEmail, Call, ...).
+
+SendSms to a number that is no extension goes out through the SMPP gateway when one is
+configured. Such a message is stored first like any other (recipient `SMPP_RECIPIENT`, which no
+extension id can be), so its SmsId exists at once and a restart or an SMSC outage loses
+nothing: until the SMSC accepted it, it is submitted again at every start. The SMSC's message id
+is kept with it because delivery receipts name only that. SMS from the outside world become
+IncomingSMS for the API extension with that number, or for the configured catch-all one.
 """
 
 from __future__ import annotations
@@ -25,6 +32,13 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
+from pypbx.messaging.smpp import (
+    SmppClosedError,
+    SmppGateway,
+    SmppQueueFullError,
+    SmppRejectedError,
+)
+from pypbx.messaging.sms_text import SmsTooLongError
 from pypbx.net.stack import SipStack
 from pypbx.notify import NotificationReply, Notifier
 from pypbx.ozml import CallActions, Interpreter, OzmlError, Session, parse_ozml
@@ -48,6 +62,7 @@ from pypbx.store.records import ExtensionRecord, MessageRecord, api_extension_se
 from pypbx.store.store import Store
 
 __all__ = [
+    "SMPP_RECIPIENT",
     "MessageRouter",
     "MessageSettings",
     "MessageTooLargeError",
@@ -63,6 +78,11 @@ TEXT_PLAIN = "text/plain;charset=UTF-8"
 _TEMPORARY = frozenset({408, 480, 486})
 _BATCH = 50
 _USER_SAFE = "+-_.!~*'()&=$,;?/"  # RFC 3261 user part characters besides alphanumerics
+# The recipient of messages for the SMSC: '@' cannot be in an extension id.
+SMPP_RECIPIENT = "@smpp"
+_RESUBMIT_LIMIT = 10_000  # unsent SMPP messages taken up again at one start
+_EARLY_RECEIPTS = 1000  # receipts kept for a message whose SMSC id is not yet stored
+_RECEIPT_STATUS = {"delivered": "Delivered", "expired": "Failed", "failed": "Failed"}
 
 
 class SmsDestinationNotFoundError(LookupError):
@@ -124,6 +144,8 @@ class MessageRouter:
         settings: MessageSettings | None = None,
         *,
         actions: Callable[[], CallActions] | None = None,
+        gateway: SmppGateway | None = None,
+        incoming_api_extension: str | None = None,
     ) -> None:
         self.stack = stack
         self.store = store
@@ -137,15 +159,42 @@ class MessageRouter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
+        self.gateway: SmppGateway | None = None
+        self.incoming_api_extension: str | None = None
+        # SMSC ids whose receipt came before `_submit` stored the id (the SMSC can be quick)
+        self._early: dict[str, str] = {}
+        if gateway is not None:
+            self.attach_gateway(gateway, incoming_api_extension)
+
+    def attach_gateway(
+        self, gateway: SmppGateway, incoming_api_extension: str | None = None
+    ) -> None:
+        """Send SMS to outside numbers through `gateway` and take its receipts and incoming
+        SMS (its callbacks are replaced); `incoming_api_extension` gets incoming SMS for
+        numbers that are no API extension with an SMS URL."""
+        self.gateway = gateway
+        self.incoming_api_extension = incoming_api_extension or None
+        gateway.on_receipt = self._on_receipt
+        gateway.on_incoming = self._on_incoming
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        """Start the expiry sweep and deliver what waited across a restart to phones whose
-        registrations survived it."""
+        """Start the expiry sweep, deliver what waited across a restart to phones whose
+        registrations survived it, and submit SMS the SMSC never accepted (start the gateway
+        first)."""
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
         for extension_id in await self.store.pending_recipients():
             if self.registrar.bindings(extension_id):
                 self.wake(extension_id)
+        if self.gateway is not None:
+            waiting = await self.store.pending_messages(
+                SMPP_RECIPIENT, utcnow(), limit=_RESUBMIT_LIMIT
+            )
+            unsent = [record for record in waiting if record.remote_id is None]
+            if unsent:
+                log.info("submitting %d SMS again that the SMSC never accepted", len(unsent))
+            for record in unsent:
+                self._spawn(self._submit(record))
 
     async def close(self) -> None:
         """Stop delivering; what is still pending stays in the store for the next start."""
@@ -256,7 +305,12 @@ class MessageRouter:
         body = message.encode("utf-8")
         if len(body) > self.settings.max_bytes:
             raise MessageTooLargeError(f"message larger than {self.settings.max_bytes} bytes")
-        target = await self._recipient(recipient.partition("@")[0])
+        number = recipient.partition("@")[0]
+        target = await self._recipient(number)
+        outside = target is None and self.gateway is not None and bool(number)
+        if outside and await self.store.get_extension(number) is None:
+            # no extension at all (a disabled one still refuses): an outside number
+            return await self._send_out(api_extension, sender, recipient, body, delivery_report_url)
         url = self._sms_url(target) if target is not None and target.type == "API" else None
         if target is None or (target.type == "API" and url is None):
             log.info("SendSms from %s to %r refused: no such destination", api_extension, recipient)
@@ -278,6 +332,116 @@ class MessageRouter:
         else:
             self.wake(target.id)
         return record.id
+
+    # ----------------------------------------------------------------- SMPP
+    async def _send_out(
+        self,
+        api_extension: str,
+        sender: str | None,
+        recipient: str,
+        body: bytes,
+        delivery_report_url: str | None,
+    ) -> str:
+        """Store a SendSms for an outside number and submit it in the background."""
+        assert self.gateway is not None
+        now = utcnow()
+        record = MessageRecord(
+            id=str(uuid.uuid4()),
+            sender=sender or self.gateway.settings.source_addr or api_extension,
+            recipient=SMPP_RECIPIENT,
+            dialed=recipient,
+            content_type=TEXT_PLAIN,
+            body=body,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.settings.expiry),
+            api_extension=api_extension,
+            report_url=delivery_report_url or None,
+        )
+        await self.store.add_message(record)
+        log.info("message %s: SendSms %s -> %s over SMPP", record.id, record.sender, recipient)
+        self._spawn(self._submit(record))
+        return record.id
+
+    async def _submit(self, record: MessageRecord) -> None:
+        """Hand one stored message to the SMSC; keeps its id for the receipt, or fails it
+        for good. Stopping (SmppClosedError) leaves it pending for the next start."""
+        gateway = self.gateway
+        assert gateway is not None
+        text = message_text(record.content_type, record.body) or ""
+        number = record.dialed.partition("@")[0]
+        try:
+            remote_id = await gateway.submit(record.sender, number, text)
+        except SmppClosedError:
+            log.info("message %s: SMPP gateway stopped, kept for the next start", record.id)
+            return
+        except (SmppRejectedError, SmppQueueFullError, ValueError) as exc:
+            # SmsTooLongError is a ValueError too
+            reason = "message too long" if isinstance(exc, SmsTooLongError) else str(exc)
+            now = utcnow()
+            if await self.store.finish_message(record.id, "failed", now, reason):
+                log.warning("message %s to %s failed: %s", record.id, record.dialed, reason)
+                self._report(record, "Failed", now)
+            return
+        log.info("message %s: accepted by the SMSC as %s", record.id, remote_id)
+        await self.store.set_message_remote_id(record.id, remote_id)
+        early = self._early.pop(remote_id, None)
+        if early is not None:
+            await self._receipt(remote_id, early)
+
+    def _on_receipt(self, remote_id: str, state: str) -> None:
+        self._spawn(self._receipt(remote_id, state))
+
+    async def _receipt(self, remote_id: str, state: str) -> None:
+        """A delivery receipt: the message's final state, reported once."""
+        record = await self.store.message_by_remote_id(remote_id)
+        if record is None:
+            # the submit's answer may not be stored yet; `_submit` picks this up
+            while len(self._early) >= _EARLY_RECEIPTS:
+                del self._early[next(iter(self._early))]
+            self._early[remote_id] = state
+            return
+        status = _RECEIPT_STATUS.get(state, "Failed")
+        final = state if state in _RECEIPT_STATUS else "failed"
+        now = utcnow()
+        reason = "" if final == "delivered" else f"SMSC receipt: {state}"
+        if await self.store.finish_message(record.id, final, now, reason):
+            log.info("message %s to %s %s", record.id, record.dialed, final)
+            self._report(record, status, now)
+
+    def _on_incoming(self, sender: str, recipient: str, text: str) -> None:
+        self._spawn(self._incoming_sms(sender, recipient, text))
+
+    async def _incoming_sms(self, sender: str, recipient: str, text: str) -> None:
+        """An SMS from the SMSC: IncomingSMS to the API extension with that number, else to
+        the catch-all API extension, else it is dropped."""
+        target: ExtensionRecord | None = None
+        url: str | None = None
+        for number in dict.fromkeys((recipient, recipient.lstrip("+"))):
+            found = await self._recipient(number)
+            if found is not None and found.type == "API":
+                url = self._sms_url(found)
+                if url is not None:
+                    target = found
+                    break
+        if target is None and self.incoming_api_extension is not None:
+            found = await self._recipient(self.incoming_api_extension)
+            if found is not None and found.type == "API":
+                url = self._sms_url(found)
+                target = found if url is not None else None
+        if target is None or url is None:
+            log.warning("SMS from %s to %s dropped: no API extension takes it", sender, recipient)
+            return
+        record = self._new_record(
+            sender=sender,
+            sender_name="",
+            target=target,
+            dialed=recipient,
+            content_type=TEXT_PLAIN,
+            body=text.encode("utf-8"),
+        )
+        await self.store.add_message(record)
+        log.info("message %s: SMS from %s for API extension %s", record.id, sender, target.id)
+        self._notify_incoming(record, url, text)
 
     # ----------------------------------------------------------------- delivery
     def wake(self, extension_id: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -14,9 +15,11 @@ from pypbx.media.fetch import AudioResolver
 from pypbx.media.player import Pcm
 from pypbx.media.tts import SpeechEngine
 from pypbx.messaging.email import EmailSender
+from pypbx.messaging.smpp import SmppGateway
 from pypbx.net.localaddr import is_wildcard
 from pypbx.net.stack import SipStack
 from pypbx.notify import Notifier
+from pypbx.pbx.abuse import FailureBans
 from pypbx.pbx.agent import ApiAgent
 from pypbx.pbx.api_extensions import (
     ApiExtensions,
@@ -71,6 +74,8 @@ class Pbx:
         hold_music: Pcm | None = None,
         inband_dtmf: str = "auto",
         dial_plan: Sequence[Rule] = (),
+        rtp_timeout: float = 60.0,
+        auth_bans: FailureBans | None = None,
     ) -> None:
         self.stack = stack
         self.store = store
@@ -81,6 +86,8 @@ class Pbx:
             algorithms=tuple(digest_algorithms),
         )
         self.auth = SipAuthenticator(realm, verifier, store)
+        if auth_bans is not None:
+            self.auth.bans = auth_bans
         self.registrar = Registrar(
             stack,
             store,
@@ -99,6 +106,7 @@ class Pbx:
             media_address=media_address,
             hold_music=hold_music,
             inband_dtmf=inband_dtmf,
+            rtp_timeout=rtp_timeout,
         )
         self.b2bua.router = CallRouter(store, dial_plan)
         self.lines = Lines(stack, store)
@@ -108,6 +116,7 @@ class Pbx:
         self.api_extensions: ApiExtensions | None = None
         self.call_changed: CallChangedReporter | None = None
         self.messages: MessageRouter | None = None  # SIP MESSAGE and SendSms
+        self.smpp: SmppGateway | None = None  # SendSms to outside numbers, incoming SMS
         self.notifier: Notifier | None = None
         self._transfer_reports: dict[str, tuple[str, str]] = {}  # new call -> (old id, URL)
         self.b2bua.on_call_ended.append(self._report_transfer)
@@ -135,6 +144,8 @@ class Pbx:
         email: Callable[[], EmailSender | None] = lambda: None,
         call_changed_url: Callable[[], str | None] = lambda: None,
         route_interception_url: Callable[[], str | None] = lambda: None,
+        smpp: SmppGateway | None = None,
+        smpp_incoming_extension: str | None = None,
     ) -> CallMedia:
         """Turn on Play, Speak, Record, SendDTMF and API extensions with their OzML (the
         process does this at start; tests of the SIP side alone can leave it off)."""
@@ -165,7 +176,10 @@ class Pbx:
             self.auth,
             notifier,
             actions=self.api_extensions.actions,
+            gateway=smpp,
+            incoming_api_extension=smpp_incoming_extension,
         )
+        self.smpp = smpp
         return self.call_media
 
     async def start(self) -> None:
@@ -175,6 +189,8 @@ class Pbx:
             await self.agent.start(self.stack.port)
         await self.lines.start()
         self._expiry = asyncio.get_running_loop().create_task(self.registrar.expire_loop())
+        if self.smpp is not None:
+            self.smpp.start()
         if self.messages is not None:
             await self.messages.start()
 
@@ -196,6 +212,8 @@ class Pbx:
             self._expiry.cancel()
         if self.messages is not None:
             await self.messages.close()
+        if self.smpp is not None:
+            await self.smpp.stop()
         await self.stack.stop()
 
     # ----------------------------------------------------------------- SIP input
@@ -204,6 +222,10 @@ class Pbx:
         method = request.method
         if request.to_addr.tag is not None and method not in ("REGISTER", "OPTIONS", "CANCEL"):
             self.b2bua.in_dialog(event)
+            return
+        if self.auth.bans.banned(event.source[0], time.monotonic()):
+            if method != "ACK":  # banned: the same answer as a failed login, nothing more
+                self.stack.send_response(reply(request, 403, "Forbidden"))
             return
         if method == "REGISTER":
             self._spawn(self._register(event), request)

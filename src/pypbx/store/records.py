@@ -367,3 +367,4 @@ class MessageRecord:
     reason: str = ""
     created_at: datetime = field(default_factory=utcnow)
     finished_at: datetime | None = None
+    remote_id: str | None = None  # the SMSC's message id once an SMPP submit was accepted

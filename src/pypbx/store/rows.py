@@ -177,6 +177,7 @@ def message_values(rec: MessageRecord) -> dict[str, Any]:
         "created_at": to_db_time(rec.created_at, "created_at"),
         "expires_at": to_db_time(rec.expires_at, "expires_at"),
         "finished_at": optional_db_time(rec.finished_at, "finished_at"),
+        "remote_id": rec.remote_id,
     }
 
 
@@ -197,4 +198,5 @@ def message_from_row(row: RowMapping) -> MessageRecord:
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         finished_at=row["finished_at"],
+        remote_id=row["remote_id"],
     )

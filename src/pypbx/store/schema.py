@@ -145,6 +145,9 @@ messages = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Column("finished_at", UTCDateTime(), nullable=True),
+    # The SMSC's message id of a message sent out over SMPP (its receipts name only that).
+    sa.Column("remote_id", sa.Text(), nullable=True),
     sa.Index("ix_messages_recipient_state", "recipient", "state"),
     sa.Index("ix_messages_state_expires_at", "state", "expires_at"),
+    sa.Index("ix_messages_remote_id", "remote_id"),
 )

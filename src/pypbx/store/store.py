@@ -447,6 +447,25 @@ class Store:
         )
         return await self._write(statement) > 0
 
+    async def set_message_remote_id(self, message_id: str, remote_id: str) -> bool:
+        """Remember the SMSC's id of a message sent over SMPP; False if it is not pending."""
+        c = messages.c
+        statement = (
+            sa.update(messages)
+            .where(c.id == message_id, c.state == MESSAGE_PENDING)
+            .values(remote_id=remote_id)
+        )
+        return await self._write(statement) > 0
+
+    async def message_by_remote_id(self, remote_id: str) -> MessageRecord | None:
+        """The message the SMSC knows as `remote_id` (a delivery receipt names only that)."""
+        c = messages.c
+        statement = (
+            sa.select(messages).where(c.remote_id == remote_id).order_by(c.created_at).limit(1)
+        )
+        found = await self._read(statement)
+        return rows.message_from_row(found[0]) if found else None
+
     async def expired_messages(self, now: datetime, limit: int = 1000) -> list[MessageRecord]:
         """Pending messages whose expiry is at or before `now`, oldest first (not changed:
         the caller moves each with `finish_message` and reports the ones it moved)."""

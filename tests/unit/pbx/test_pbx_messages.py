@@ -15,10 +15,13 @@ from typing import Any
 
 import pytest
 
+from pypbx.messaging.smpp import SmppClosedError, SmppRejectedError, SmppSettings
+from pypbx.messaging.sms_text import SmsTooLongError
 from pypbx.notify import NotificationReply
 from pypbx.pbx.auth import AuthResult
 from pypbx.pbx.control import ApiExtensionError
 from pypbx.pbx.messages import (
+    SMPP_RECIPIENT,
     MessageRouter,
     MessageSettings,
     MessageTooLargeError,
@@ -786,3 +789,156 @@ def test_settings_are_checked(kwargs: dict[str, Any], error: str) -> None:
 )
 def test_message_text(content_type: str, body: bytes, text: str | None) -> None:
     assert message_text(content_type, body) == text
+
+
+# ---- SMS to and from outside numbers (SMPP gateway) --------------------------------------
+
+
+@dataclass
+class FakeGateway:
+    """SmppGateway stand-in: every submit waits on a future the test resolves."""
+
+    settings: Any = field(default_factory=lambda: SmppSettings(host="smsc", source_addr="+3611"))
+    on_receipt: Callable[[str, str], None] | None = None
+    on_incoming: Callable[[str, str, str], None] | None = None
+    submits: list[tuple[str | None, str, str, asyncio.Future[str]]] = field(default_factory=list)
+
+    async def submit(self, sender: str | None, recipient: str, text: str) -> str:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.submits.append((sender, recipient, text, future))
+        return await future
+
+
+@pytest.fixture
+def gateway(world: World) -> FakeGateway:
+    fake = FakeGateway()
+    world.router.attach_gateway(fake, incoming_api_extension="9994")  # type: ignore[arg-type]
+    return fake
+
+
+async def test_send_sms_to_an_outside_number_goes_to_the_gateway(
+    world: World, gateway: FakeGateway
+) -> None:
+    sms_id = await world.router.send_sms("9994", None, "+36201234567", "code 4711", DLR)
+    await settle(world)
+    [(sender, recipient, text, future)] = gateway.submits
+    assert (sender, recipient, text) == ("+3611", "+36201234567", "code 4711")
+    row = await world.store.get_message(sms_id)
+    assert row is not None
+    assert (row.recipient, row.dialed, row.state, row.remote_id) == (
+        SMPP_RECIPIENT,
+        "+36201234567",
+        "pending",
+        None,
+    )
+    future.set_result("abc1")
+    await settle(world)
+    assert await world.store.message_by_remote_id("abc1") is not None
+    assert world.notifier.posted == []
+
+    assert gateway.on_receipt is not None
+    gateway.on_receipt("abc1", "delivered")
+    gateway.on_receipt("abc1", "delivered")  # reported once only
+    await settle(world)
+    [report] = world.notifier.posted
+    assert report.url == DLR
+    assert (report.field("SmsId"), report.field("Recipient"), report.field("Sender")) == (
+        sms_id,
+        "+36201234567",
+        "+3611",
+    )
+    assert report.field("DeliveryStatus") == "Delivered"
+    row = await world.store.get_message(sms_id)
+    assert row is not None and row.state == "delivered"
+
+
+async def test_a_receipt_before_the_id_is_stored_is_not_lost(
+    world: World, gateway: FakeGateway
+) -> None:
+    sms_id = await world.router.send_sms("9994", "+3699", "0620", "hi", DLR)
+    await settle(world)
+    assert gateway.on_receipt is not None
+    gateway.on_receipt("quick", "expired")
+    await settle(world)
+    gateway.submits[0][3].set_result("quick")
+    await settle(world)
+    [report] = world.notifier.posted
+    assert (report.field("SmsId"), report.field("DeliveryStatus")) == (sms_id, "Failed")
+    row = await world.store.get_message(sms_id)
+    assert row is not None and (row.state, row.sender) == ("expired", "+3699")
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (SmppRejectedError(0x0B), "SMSC rejected the message"),
+        (SmsTooLongError("too many parts"), "message too long"),
+        (ValueError("recipient must not be empty"), "recipient must not be empty"),
+    ],
+)
+async def test_refused_submits_fail_the_message(
+    world: World, gateway: FakeGateway, error: Exception, reason: str
+) -> None:
+    sms_id = await world.router.send_sms("9994", None, "+36201234567", "x", DLR)
+    await settle(world)
+    gateway.submits[0][3].set_exception(error)
+    await settle(world)
+    [report] = world.notifier.posted
+    assert report.field("DeliveryStatus") == "Failed"
+    row = await world.store.get_message(sms_id)
+    assert row is not None and row.state == "failed" and row.reason.startswith(reason)
+
+
+async def test_unsent_sms_is_submitted_again_at_start(world: World, gateway: FakeGateway) -> None:
+    sms_id = await world.router.send_sms("9994", None, "+36201234567", "again", DLR)
+    await settle(world)
+    gateway.submits[0][3].set_exception(SmppClosedError("stopped"))
+    await settle(world)
+    row = await world.store.get_message(sms_id)
+    assert row is not None and row.state == "pending"
+    assert world.notifier.posted == []
+
+    await world.router.start()
+    await settle(world)
+    assert [s[:3] for s in gateway.submits[1:]] == [("+3611", "+36201234567", "again")]
+
+
+async def test_send_sms_to_a_disabled_extension_is_not_sent_out(
+    world: World, gateway: FakeGateway
+) -> None:
+    with pytest.raises(SmsDestinationNotFoundError):
+        await world.router.send_sms("9994", None, "2500", "hi", DLR)
+    assert gateway.submits == []
+
+
+@pytest.mark.parametrize(
+    ("recipient", "api_extension"),
+    [("9994", "9994"), ("+9994", "9994"), ("+3611", "9994")],
+)
+async def test_incoming_sms_goes_to_an_api_extension(
+    world: World, gateway: FakeGateway, recipient: str, api_extension: str
+) -> None:
+    assert gateway.on_incoming is not None
+    gateway.on_incoming("+36201111111", recipient, "hello ☺")
+    await settle(world)
+    [note] = world.notifier.posted
+    assert (note.url, note.name) == (URL, "IncomingSMS")
+    assert (note.field("ApiExtension"), note.field("Recipient"), note.field("Message")) == (
+        api_extension,
+        recipient,
+        "hello ☺",
+    )
+    assert note.field("Sender") == "+36201111111"
+
+
+async def test_incoming_sms_without_a_taker_is_dropped(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakeGateway()
+    world.router.attach_gateway(fake)  # type: ignore[arg-type]
+    assert fake.on_incoming is not None
+    with caplog.at_level(logging.WARNING):
+        fake.on_incoming("+36201111111", "+3611", "anyone?")
+        await settle(world)
+    assert world.notifier.posted == []
+    assert "SMS from +36201111111 to +3611 dropped: no API extension takes it" in caplog.text
