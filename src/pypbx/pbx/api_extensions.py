@@ -27,7 +27,8 @@ from pypbx.pbx.agent import AgentCall, ApiAgent
 from pypbx.pbx.b2bua import B2BUA
 from pypbx.pbx.call import Call
 from pypbx.pbx.call_media import CallMedia
-from pypbx.pbx.ozml_actions import CallEvents, PbxCallActions, SmsSender
+from pypbx.pbx.messages import MessageRouter
+from pypbx.pbx.ozml_actions import CallEvents, PbxCallActions
 from pypbx.store.records import ExtensionRecord, api_extension_settings
 from pypbx.store.store import Store
 
@@ -95,7 +96,7 @@ class ApiExtensions:
         *,
         email: Callable[[], EmailSender | None],
         recordings_dir: Path,
-        sms: Callable[[], SmsSender | None] = lambda: None,
+        sms: Callable[[], MessageRouter | None] = lambda: None,
     ) -> None:
         self.b2bua = b2bua
         self.media = media

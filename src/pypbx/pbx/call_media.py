@@ -125,7 +125,7 @@ class CallMedia:
         on_done: Callable[[], None] | None = None,
     ) -> None:
         """Lay `pcm` over what `party` hears, replacing any prompt playing to it."""
-        legs = self._legs(call, party)
+        legs = self.legs(call, party)
         for index, leg in enumerate(legs):
             output = self.b2bua.leg_output(leg)
             done = on_done if index == len(legs) - 1 else None
@@ -138,7 +138,7 @@ class CallMedia:
     # ------------------------------------------------------------------ SendDTMF
     async def send_dtmf(self, call_id: str, party: str, keys: str) -> None:
         call = self._media_call(call_id, (CallState.IN_CALL,))
-        for leg in self._legs(call, party):
+        for leg in self.legs(call, party):
             self.send_keys(leg, keys)
 
     def send_keys(self, leg: Leg, keys: str) -> None:
@@ -312,7 +312,8 @@ class CallMedia:
         return call
 
     @staticmethod
-    def _legs(call: Call, party: str) -> list[Leg]:
+    def legs(call: Call, party: str) -> list[Leg]:
+        """The legs `party` ('caller', 'callee', 'all') names that have media set up."""
         party = party.lower()
         chosen = {"caller": [call.caller], "callee": [call.callee]}.get(
             party, [call.caller, call.callee]

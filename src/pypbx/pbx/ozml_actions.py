@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -44,6 +44,7 @@ from pypbx.pbx.control import (
     RecordRequest,
     UnroutableDestinationError,
 )
+from pypbx.pbx.messages import MessageRouter
 from pypbx.pbx.states import CallState
 
 __all__ = ["CallEvents", "PbxCallActions"]
@@ -51,19 +52,6 @@ __all__ = ["CallEvents", "PbxCallActions"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class SmsSender(Protocol):
-    """The part of the message router OzML's SendSms uses."""
-
-    async def send_sms(
-        self,
-        api_extension: str,
-        sender: str | None,
-        recipient: str,
-        message: str,
-        delivery_report_url: str | None,
-    ) -> str: ...
 
 
 _BEEP = (0.3 * 32767 * np.sin(2 * np.pi * 1000 * np.arange(1600) / 8000)).astype(np.int16)
@@ -116,7 +104,7 @@ class PbxCallActions:
         originate: Callable[..., Awaitable[str]],
         email: Callable[[], EmailSender | None],
         recordings_dir: Path,
-        sms: Callable[[], SmsSender | None] = lambda: None,
+        sms: Callable[[], MessageRouter | None] = lambda: None,
     ) -> None:
         self.b2bua = b2bua
         self.media = media
@@ -161,7 +149,7 @@ class PbxCallActions:
             if not done.done():
                 done.set_result(None)
 
-        legs = [leg for leg in _legs(call, party)]
+        legs = CallMedia.legs(call, party)
         if not legs:
             raise ActionFailed(f"no {party} to play to")
         self.media.start_prompt(call, party, pcm, on_done=finished, **kw)  # type: ignore[arg-type]
@@ -304,7 +292,7 @@ class PbxCallActions:
 
     async def send_dtmf(self, call_id: str, party: PartyName, keys: str) -> None:
         call = self._call(call_id)
-        for leg in _legs(call, party):
+        for leg in CallMedia.legs(call, party):
             self.media.send_keys(leg, keys)
         per_key = (self.media.options.dtmf_duration_ms + self.media.options.dtmf_pause_ms) / 1000
         await self._until_gone(call_id, asyncio.sleep(per_key * len(keys)))
@@ -455,14 +443,6 @@ class PbxCallActions:
 
     async def receive_alarm(self, call_id: str) -> AlarmMessage | None:
         raise ActionFailed("alarm notifications are not supported")
-
-
-def _legs(call: Call, party: str) -> list[Leg]:
-    party = party.lower()
-    chosen = {"caller": [call.caller], "callee": [call.callee]}.get(
-        party, [call.caller, call.callee]
-    )
-    return [leg for leg in chosen if leg is not None and leg.endpoint and leg.codec]
 
 
 async def _discard(action: Awaitable[object]) -> None:
