@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pypbx.media.dtmf import DtmfDigit
@@ -24,9 +22,8 @@ from pypbx.net.stack import SipStack
 from pypbx.pbx.agent import AGENT_HEADER, ApiAgent
 from pypbx.pbx.auth import SipAuthenticator
 from pypbx.pbx.call import Call, Leg, LegKind, new_call_id
+from pypbx.pbx.call_routing import ROUTING_STATES, CallRouting, Failure
 from pypbx.pbx.control import CallNotFoundError, InappropriateStateError
-from pypbx.pbx.dialplan import Caller as DialPlanCaller
-from pypbx.pbx.dialplan import Kind
 from pypbx.pbx.leg_media import LegMedia
 from pypbx.pbx.lines import Lines
 from pypbx.pbx.registrar import Binding, Registrar
@@ -44,7 +41,7 @@ from pypbx.pbx.sdp_helpers import (
 from pypbx.pbx.states import CallState, HistoryResult, RoutingState
 from pypbx.pbx.transfers import Transfers
 from pypbx.sip.dialog import Dialog
-from pypbx.sip.digest_client import DigestClient, UserCredentials
+from pypbx.sip.digest_client import DigestClient
 from pypbx.sip.message import (
     Address,
     Headers,
@@ -57,7 +54,7 @@ from pypbx.sip.message import (
 )
 from pypbx.sip.sdp import TELEPHONE_EVENT, Codec, SdpError, SessionDescription, build_sdp, negotiate
 from pypbx.sip.transaction import RequestReceived, ServerTransaction, make_cancel
-from pypbx.store.records import ExtensionRecord, line_settings
+from pypbx.store.records import ExtensionRecord
 from pypbx.store.store import Store
 
 __all__ = ["ALLOW", "B2BUA", "SUPPORTED_CODECS"]
@@ -75,48 +72,6 @@ _FAILURES: dict[int, tuple[CallState, HistoryResult]] = {
 }
 # When forks fail differently, the response relayed to the caller is the most telling.
 _PREFERENCE = [486, 600, 603, 480, 408]
-# How a failed attempt is told to routing interception (spec 7.2)
-_ROUTING_STATES = {
-    HistoryResult.NOT_ANSWERED: RoutingState.NO_ANSWER,
-    HistoryResult.BUSY: RoutingState.BUSY,
-    HistoryResult.REJECTED: RoutingState.BUSY,
-    HistoryResult.NOT_FOUND: RoutingState.NOT_FOUND,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    """How an attempt failed: what the caller is told and how the call ends if it is final."""
-
-    status: int
-    reason: str | None
-    state: CallState
-    result: HistoryResult
-
-
-_NOT_FOUND = _Failure(404, "Not Found", CallState.ERROR, HistoryResult.NOT_FOUND)
-_UNAVAILABLE = _Failure(480, "Temporarily Unavailable", CallState.ERROR, HistoryResult.NOT_FOUND)
-_LINE_FULL = _Failure(486, "Busy Here", CallState.BUSY, HistoryResult.BUSY)
-_LINE_ERROR = _Failure(503, "Service Unavailable", CallState.ERROR, HistoryResult.ERROR)
-
-
-@dataclass(frozen=True, slots=True)
-class _LineRoute:
-    """How a call leaves through an outside line: the number sent and who it is from."""
-
-    line: str
-    number: str
-    domain: str
-    from_user: str
-    credentials: UserCredentials | None
-
-
-def _caller(call: Call) -> DialPlanCaller:
-    """Who calls, as the dial plan's From matches it."""
-    if call.direction == "Inbound":
-        return DialPlanCaller(extension_id=None, line=call.line, number=call.source)
-    return DialPlanCaller(extension_id=call.source or None, line=None, number=call.source)
-
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +117,7 @@ class B2BUA:
         self.router = CallRouter(store)  # dial plan and ring groups (replaced by the service)
         self.lines: Lines | None = None  # outside lines (set by the service)
         self.leg_media = LegMedia(self)
+        self.routing = CallRouting(self)
         self.transfers = Transfers(self)
 
     # ================================================================ dispatch
@@ -340,237 +296,7 @@ class B2BUA:
         )
         log.info("call %s: %s -> %s", call.id, call.source, call.dialed)
 
-        await self._route(call, call.dialed, RoutingState.CALLING)
-
-    # ================================================================ routing
-    async def _route(
-        self,
-        call: Call,
-        number: str,
-        last_state: RoutingState,
-        failure: _Failure | None = None,
-    ) -> None:
-        """Route a call (spec 9.3): RoutingInterception first when configured (its Route
-        picks destination, ring time and caller ID, or rejects), else the dial plan's first
-        matching rule, else the extension with that number. After a failed attempt the
-        interception is asked again; without one, `_attempt_failed` follows the rule's
-        fallbacks."""
-        ring_time: float | None = None
-        destination = number
-        interceptor = self.interceptor
-        if interceptor is not None and interceptor.active() and call.interceptions < 10:
-            call.interceptions += 1
-            route = await interceptor.ask(call, last_state, number)
-            if call.is_over:
-                return
-            if route is None and failure is not None:  # the chain ends: the last outcome
-                self._give_up(call, failure)
-                return
-            if route is not None:
-                if not route.destination:
-                    log.info("call %s: rejected by routing interception", call.id)
-                    self._reject_caller(call, 486, "Busy Here")
-                    self._end(call, CallState.BUSY, HistoryResult.REJECTED)
-                    return
-                destination, ring_time = route.destination, float(route.ring_time)
-                if route.caller_id:
-                    call.presented = route.caller_id
-                await self._ring_destination(call, destination, ring_time)
-                return
-        elif failure is not None:
-            self._give_up(call, failure)
-            return
-        plan = await self.router.plan()
-        rule = plan.route(Kind.CALL, _caller(call), number, datetime.now(UTC))
-        if call.is_over:
-            return
-        if rule is not None:
-            call.route_decision = rule
-            destination, ring_time = rule.destination, float(rule.ring_time)
-            if rule.caller_id:
-                call.presented = rule.caller_id
-            log.info(
-                "call %s: rule %r routes %s to %s", call.id, rule.rule.name, number, destination
-            )
-        await self._ring_destination(call, destination, ring_time)
-
-    async def _ring_destination(
-        self, call: Call, destination: str, ring_time: float | None
-    ) -> None:
-        """Ring an extension, API extension or ring group; its failure goes to the fallbacks."""
-        target = await self.router.target(destination)
-        if call.is_over:
-            return
-        routable = ("SIP", "RingGroup", "Line") + (("API",) if self.agent is not None else ())
-        if target is None or target.record.type not in routable:
-            await self._attempt_failed(call, destination, RoutingState.NOT_FOUND, _NOT_FOUND)
-            return
-        record = target.record
-        if record.type == "Line":
-            await self._ring_line(call, record, destination)
-            return
-        call.group_members = []
-        if record.type == "RingGroup":
-            reachable = {m: await self._bindings(m) for m in target.members}
-            members = [m for m in target.members if reachable[m]]
-            call.ring_group = record.id
-            call.group_fallback = target.fallback
-            ring_time = float(target.ring_time or 30)
-            if target.hunt and members:
-                call.group_members, members = members[1:], members[:1]
-            bindings = [b for member in members for b in reachable[member]]
-        else:
-            bindings = await self._bindings(record.id)
-        if not bindings:
-            await self._attempt_failed(call, destination, RoutingState.NOT_FOUND, _UNAVAILABLE)
-            return
-        await self._ring_bindings(call, record.id, bindings, ring_time)
-
-    async def _ring_line(self, call: Call, record: ExtensionRecord, destination: str) -> None:
-        """Out through a provider: the number the rule rewrote, the line's caller ID, its
-        channel limit; the provider's digest challenge is answered."""
-        line = line_settings(record)
-        decision = call.route_decision
-        number = decision.number if decision is not None else call.dialed
-        active = sum(1 for c in self.calls.values() if c.line == line.name and c is not call)
-        if not line.has_capacity(active):
-            log.info("call %s: line %s has all %d channels busy", call.id, line.name, active)
-            await self._attempt_failed(call, destination, RoutingState.BUSY, _LINE_FULL)
-            return
-        proxy = line.outbound_proxy
-        host, port = proxy.rsplit(":", 1) if proxy and ":" in proxy else (proxy, "5060")
-        if not proxy:
-            host, port = line.host, str(line.port)
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, int(port))
-        except (OSError, ValueError) as exc:
-            log.warning("call %s: line %s: cannot resolve %s: %s", call.id, line.name, host, exc)
-            await self._attempt_failed(call, destination, RoutingState.ERROR, _LINE_ERROR)
-            return
-        address = (str(infos[0][4][0]), int(port))
-        call.line = line.name
-        call.direction = "Outbound"
-        call.line_route = _LineRoute(
-            line=line.name,
-            number=number,
-            domain=line.host,
-            from_user=line.caller_id or call.presented or call.source,
-            credentials=(
-                UserCredentials(line.authorization_name, line.password) if line.password else None
-            ),
-        )
-        binding = Binding(
-            extension_id=line.name,
-            contact=f"sip:{number}@{line.host}:{line.port}",
-            source=address,
-            transport=line.transport,
-            expires_at=datetime.now(UTC),
-            call_id="line",
-            cseq=1,
-        )
-        await self._ring_bindings(call, line.name, [binding], call.ring_time)
-
-    async def _bindings(self, extension_id: str) -> list[Binding]:
-        """Where to ring an extension: its phones, or the agent for an API extension."""
-        record = await self.store.get_extension(extension_id)
-        if record is None or not record.enabled:
-            return []
-        if record.type == "API":
-            return [self.agent.binding(extension_id)] if self.agent is not None else []
-        return self.registrar.bindings(extension_id) if record.type == "SIP" else []
-
-    async def _ring_bindings(
-        self, call: Call, destination: str, bindings: list[Binding], ring_time: float | None
-    ) -> None:
-        if call.callee_endpoint is None and not await self._open_media(call):
-            return
-        call.destination = destination
-        call.ring_time = ring_time
-        call.forks = [f for f in call.forks if not f.terminated]
-        if call.bridge is not None:  # early media of an earlier attempt
-            self.media.unbridge(call.bridge)
-            call.bridge = None
-        self._ring(call, bindings)
-
-    async def _attempt_failed(
-        self, call: Call, number: str, state: RoutingState, failure: _Failure
-    ) -> None:
-        """An attempt ended without answer: the next ring-group member (Hunt), the
-        application (RoutingInterception), the rule's fallback, the group's fallback, or the
-        end of the call with that outcome."""
-        if call.is_over:
-            return
-        if call.group_members:
-            member = call.group_members.pop(0)
-            log.info("call %s: ring group %s hunts on to %s", call.id, call.ring_group, member)
-            bindings = await self._bindings(member)
-            if call.is_over:
-                return
-            if bindings:
-                await self._ring_bindings(call, call.ring_group or member, bindings, call.ring_time)
-            else:
-                await self._attempt_failed(call, number, state, failure)
-            return
-        if call.interceptions:  # intercepted calls ask the application what next
-            await self._route(call, number, state, failure)
-            return
-        if call.route_decision is not None:
-            plan = await self.router.plan()
-            now = datetime.now(UTC)
-            fallback = plan.fallback(
-                call.route_decision, state.value, _caller(call), call.dialed, now
-            )
-            if fallback is not None and not call.is_over:
-                call.route_decision = fallback
-                log.info(
-                    "call %s: %s, falling back to %s", call.id, state.value, fallback.destination
-                )
-                await self._ring_destination(call, fallback.destination, float(fallback.ring_time))
-                return
-        if call.group_fallback:
-            destination, call.group_fallback = call.group_fallback, None
-            log.info(
-                "call %s: ring group %s falls back to %s", call.id, call.ring_group, destination
-            )
-            await self._ring_destination(call, destination, None)
-            return
-        self._give_up(call, failure)
-
-    def _give_up(self, call: Call, failure: _Failure) -> None:
-        self._reject_caller(call, failure.status, failure.reason)
-        self._end(call, failure.state, failure.result)
-
-    async def _open_media(self, call: Call) -> bool:
-        """The caller's RTP port and answer, and the port the callee legs share."""
-        caller = call.caller
-        assert caller is not None and caller.remote_sdp is not None
-        offer = caller.remote_sdp
-        a_codecs, a_event = negotiate(offer, SUPPORTED_CODECS)
-        endpoints: list[RtpEndpoint] = []
-        try:
-            endpoints.append(await self.media.create_endpoint())
-            endpoints.append(await self.media.create_endpoint())
-        except Exception:
-            log.exception("call %s: no RTP port available", call.id)
-            for ep in endpoints:
-                await self.media.release(ep)
-            self._reject_caller(call, 503, "Service Unavailable")
-            self._end(call, CallState.ERROR, HistoryResult.ERROR)
-            return False
-        if call.is_over:  # cancelled while we were allocating ports
-            for ep in endpoints:
-                await self.media.release(ep)
-            return False
-        caller.endpoint, callee_endpoint = endpoints
-        caller.endpoint.set_remote(offer.audio_endpoint())
-        caller.codec = codec_spec(a_codecs[0], a_event)
-        caller.local_sdp = self.leg_media.answer(
-            caller, offer, a_codecs[0], a_event, session_id=new_session_id(), version=1
-        )
-        call.callee_endpoint = callee_endpoint
-        call.fork_codecs = [a_codecs[0]]
-        call.fork_codecs += [c for c in SUPPORTED_CODECS if c.name != a_codecs[0].name]
-        return True
+        await self.routing.route(call, call.dialed, RoutingState.CALLING)
 
     def _ring(self, call: Call, bindings: list[Binding]) -> None:
         """Call every registered phone of the destination and (re)start the ring timer."""
@@ -784,12 +510,12 @@ class B2BUA:
                 call.destination = call.recall_to
                 self._ring(call, bindings)
                 return
-        failure = _Failure(status, reason, state, result)
+        failure = Failure(status, reason, state, result)
         if call.interceptions or call.route_decision or call.group_members or call.group_fallback:
-            routing = _ROUTING_STATES.get(result, RoutingState.ERROR)
-            self._background(self._attempt_failed(call, call.dialed, routing, failure))
+            routing = ROUTING_STATES.get(result, RoutingState.ERROR)
+            self._background(self.routing.attempt_failed(call, call.dialed, routing, failure))
             return
-        self._give_up(call, failure)
+        self.routing.give_up(call, failure)
 
     # ================================================================ in-dialog
     def _on_ack(self, leg: Leg, request: Request) -> None:
