@@ -320,11 +320,9 @@ class B2BUA:
             log.warning("call %s: unusable contact %r", call.id, binding.contact)
             return
         local_tag = generate_tag()
-        route = (
-            call.line_route
-            if binding.extension_id == getattr(call.line_route, "line", None)
-            else None
-        )
+        route = call.line_route
+        if route is not None and binding.extension_id != route.line:
+            route = None
         from_user = route.from_user if route is not None else call.presented or call.source
         from_addr = Address(
             uri=sip_uri(from_user, route.domain if route is not None else host),

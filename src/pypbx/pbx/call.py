@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pypbx.media.endpoint import Bridge, CodecSpec, RtpEndpoint
 from pypbx.media.inbound import InboundAudio
@@ -30,6 +30,9 @@ from pypbx.sip.message import Request, Response
 from pypbx.sip.sdp import Codec, SessionDescription
 from pypbx.sip.transaction import ClientTransaction, ServerTransaction
 from pypbx.store.records import CallHistoryRecord
+
+if TYPE_CHECKING:
+    from pypbx.pbx.call_routing import LineRoute
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 
@@ -134,7 +137,7 @@ class Call:
     group_members: list[str] = field(default_factory=list)  # Hunt: members still to ring
     group_fallback: str | None = None  # where the ring group goes when nobody answers
     line: str | None = None  # the outside line the call came in or goes out on
-    line_route: Any = None  # b2bua._LineRoute: how it goes out on that line
+    line_route: LineRoute | None = None  # how it goes out on that line
     history_started: asyncio.Task[None] | None = None
 
     @property

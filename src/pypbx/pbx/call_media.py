@@ -95,10 +95,7 @@ class CallMedia:
         self, call_id: str, party: str, audio_file: str, *, repeat: bool, timeout: int | None
     ) -> None:
         self._media_call(call_id, _PLAYABLE)
-        try:
-            pcm = await self.resolver.load(audio_file)
-        except (AudioRequestError, AudioFormatError) as exc:
-            raise InvalidMediaRequestError("AudioFile", str(exc)) from exc
+        pcm = await self.load_audio(audio_file)
         call = self._media_call(call_id, _PLAYABLE)  # it may have ended during the download
         self.start_prompt(call, party, pcm, repeat=repeat, limit=timeout)
 
@@ -106,13 +103,26 @@ class CallMedia:
         self, call_id: str, party: str, text: str, *, language: str | None, voice: str | None
     ) -> None:
         self._media_call(call_id, _PLAYABLE)
-        try:
-            choice = VoiceChoice(language=language or "", voice=voice or "")
-            pcm = await self.speech.synthesize(text, choice)
-        except (SpeechUnavailableError, SpeechError, ValueError) as exc:
-            raise InvalidMediaRequestError("Text", str(exc)) from exc
+        pcm = await self.synthesize(text, language=language, voice=voice)
         call = self._media_call(call_id, _PLAYABLE)
         self.start_prompt(call, party, pcm)
+
+    async def load_audio(self, audio_file: str) -> Pcm:
+        """A file or URL as PCM (the Play command and verb); InvalidMediaRequestError names
+        `AudioFile` and says what is wrong with it."""
+        try:
+            return await self.resolver.load(audio_file)
+        except (AudioRequestError, AudioFormatError) as exc:
+            raise InvalidMediaRequestError("AudioFile", str(exc)) from exc
+
+    async def synthesize(self, text: str, *, language: str | None, voice: str | None) -> Pcm:
+        """Speech for `text` (the Speak command and verb); InvalidMediaRequestError names
+        `Text` when it cannot be had."""
+        try:
+            choice = VoiceChoice(language=language or "", voice=voice or "")
+            return await self.speech.synthesize(text, choice)
+        except (SpeechUnavailableError, SpeechError, ValueError) as exc:
+            raise InvalidMediaRequestError("Text", str(exc)) from exc
 
     def start_prompt(
         self,

@@ -17,11 +17,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from pypbx.media.audiofile import AudioFormatError
 from pypbx.media.dtmf import DtmfDigit
-from pypbx.media.fetch import AudioRequestError
 from pypbx.media.player import Pcm
-from pypbx.media.tts import SpeechError, SpeechUnavailableError, VoiceChoice
 from pypbx.messaging.email import EmailSender
 from pypbx.ozml import (
     ActionFailed,
@@ -198,10 +195,9 @@ class PbxCallActions:
     ) -> None:
         self._call(call_id)
         try:
-            choice = VoiceChoice(language=language or "", voice=voice or "")
-            pcm = await self.media.speech.synthesize(text, choice)
-        except (SpeechUnavailableError, SpeechError, ValueError) as exc:
-            raise ActionFailed(f"Speak: {exc}") from exc
+            pcm = await self.media.synthesize(text, language=language, voice=voice)
+        except InvalidMediaRequestError as exc:
+            raise ActionFailed(f"Speak: {exc.reason}") from exc
         await self.prompt(call_id, party, pcm)
 
     async def play(
@@ -216,9 +212,9 @@ class PbxCallActions:
     ) -> None:
         self._call(call_id)
         try:
-            pcm = await self.media.resolver.load(audio_file)
-        except (AudioRequestError, AudioFormatError) as exc:
-            raise ActionFailed(f"Play {audio_file}: {exc}") from exc
+            pcm = await self.media.load_audio(audio_file)
+        except InvalidMediaRequestError as exc:
+            raise ActionFailed(f"Play {audio_file}: {exc.reason}") from exc
         if wait:
             await self.prompt(call_id, party, pcm, repeat=repeat, limit=timeout)
         else:
