@@ -3,7 +3,9 @@
 Peers need fixed port numbers written into their configs (and RTP needs whole ranges), so
 "bind to port 0" is not enough. Each xdist worker gets its own slice of 10000-32000, below
 the kernel's ephemeral range, and every handed-out port is checked bindable for both UDP
-and TCP. A random start inside the slice keeps two concurrent test runs apart as well.
+and TCP. A random start inside the slice keeps two concurrent test runs apart as well;
+PYPBX_TEST_SLICE_OFFSET shifts every worker's slice, so two runs that must not share ports
+at all (developers testing side by side on one machine) can be given disjoint slices.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ _MAX_WORKERS = 16
 def _worker_index() -> int:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     digits = "".join(ch for ch in worker if ch.isdigit())
-    return int(digits or 0) % _MAX_WORKERS
+    offset = int(os.environ.get("PYPBX_TEST_SLICE_OFFSET", "0") or 0)
+    return (int(digits or 0) + offset) % _MAX_WORKERS
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
