@@ -27,6 +27,7 @@ from pypbx.notify import Notifier, NotifySettings
 from pypbx.pbx.abuse import FailureBans
 from pypbx.pbx.call_media import MediaOptions
 from pypbx.pbx.dialplan import rules_from_toml
+from pypbx.pbx.notification_urls import NotificationUrls
 from pypbx.pbx.service import Pbx
 from pypbx.pbx.states import HistoryResult
 from pypbx.store.passwords import hash_password
@@ -108,8 +109,11 @@ def _enable_media(
             dtmf_pause_ms=media_settings.dtmf_pause_ms,
         ),
         email=lambda: email_sender,
-        call_changed_url=lambda: settings.http_api.call_changed_url,
-        route_interception_url=lambda: settings.http_api.route_interception_url,
+        notification_urls=NotificationUrls(
+            pbx.store,
+            call_changed=settings.http_api.call_changed_url,
+            route_interception=settings.http_api.route_interception_url,
+        ),
         smpp=_smpp_gateway(settings),
         smpp_incoming_extension=settings.smpp.incoming_api_extension,
     )

@@ -73,6 +73,7 @@ from pypbx.store.records import (
     DEFAULT_LINE_PORT,
     DEFAULT_REGISTER_EXPIRY,
     DIAL_PLAN_RULE_FIELDS,
+    HTTP_API_SETTINGS_ID,
     LINE_TRANSPORTS,
     RING_STRATEGIES,
 )
@@ -85,6 +86,7 @@ KNOWN_TYPES: dict[str, str] = {
     "RingGroup": "RingGroupExtensionInfo",
     "Line": "LineExtensionInfo",
     "DialPlanRule": "DialPlanRuleExtensionInfo",
+    "HttpApi": "HttpApiSettingsInfo",
 }
 
 SIP_FIELDS = ("AuthorizationName", "Password", "Username", "Enabled", "ID", "UserID")
@@ -653,7 +655,30 @@ DIAL_PLAN_RULE = Schema(
     post_check=_dial_plan_rules,
 )
 
-SCHEMAS: dict[str, Schema] = {"RingGroup": RING_GROUP, "Line": LINE, "DialPlanRule": DIAL_PLAN_RULE}
+
+def check_http_api_id(value: str | None) -> str:
+    """The global HTTP API settings are one record, always called `HttpApi`."""
+    if (value or "").strip().casefold() != HTTP_API_SETTINGS_ID.casefold():
+        raise ConfigContentError(f"ID must be {HTTP_API_SETTINGS_ID}: there is only one")
+    return HTTP_API_SETTINGS_ID
+
+
+HTTP_API = Schema(
+    settings=(
+        Setting("RouteInterceptionUrl", "route_interception_url", _optional_url),
+        Setting("CallChangedUrl", "call_changed_url", _optional_url),
+    ),
+    id_check=check_http_api_id,
+    enabled_required=False,
+    has_user_id=False,
+)
+
+SCHEMAS: dict[str, Schema] = {
+    "RingGroup": RING_GROUP,
+    "Line": LINE,
+    "DialPlanRule": DIAL_PLAN_RULE,
+    "HttpApi": HTTP_API,
+}
 
 # ExtensionType -> the child elements parse_config picks up.
 FIELDS: dict[str, tuple[str, ...]] = {

@@ -41,6 +41,7 @@ from pypbx.pbx.control import (
 from pypbx.pbx.dialplan import Rule
 from pypbx.pbx.lines import Lines
 from pypbx.pbx.messages import MessageRouter
+from pypbx.pbx.notification_urls import NotificationUrls
 from pypbx.pbx.registrar import Registrar, credentials_fingerprint
 from pypbx.pbx.replies import reply
 from pypbx.pbx.router import CallRouter
@@ -48,6 +49,7 @@ from pypbx.pbx.routing import RouteInterceptor
 from pypbx.sip.digest import DigestVerifier, NonceManager
 from pypbx.sip.message import Request
 from pypbx.sip.transaction import RequestReceived
+from pypbx.store.records import HTTP_API_SETTINGS_ID
 from pypbx.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ class Pbx:
     ) -> None:
         self.stack = stack
         self.store = store
+        # TOML defaults are handed in by enable_media; until then only stored ones apply
+        self.notification_urls = NotificationUrls(store)
         self.media = media
         verifier = DigestVerifier(
             realm,
@@ -142,8 +146,7 @@ class Pbx:
         options: MediaOptions,
         *,
         email: Callable[[], EmailSender | None] = lambda: None,
-        call_changed_url: Callable[[], str | None] = lambda: None,
-        route_interception_url: Callable[[], str | None] = lambda: None,
+        notification_urls: NotificationUrls | None = None,
         smpp: SmppGateway | None = None,
         smpp_incoming_extension: str | None = None,
     ) -> CallMedia:
@@ -165,9 +168,12 @@ class Pbx:
             recordings_dir=options.recordings_dir,
             sms=lambda: self.messages,
         )
-        self.b2bua.interceptor = RouteInterceptor(notifier, route_interception_url)
+        if notification_urls is not None:
+            self.notification_urls = notification_urls
+        urls = self.notification_urls
+        self.b2bua.interceptor = RouteInterceptor(notifier, urls.route_interception)
         self.call_changed = CallChangedReporter(
-            self.b2bua, notifier, call_changed_url, self.api_extensions.actions
+            self.b2bua, notifier, urls.call_changed, self.api_extensions.actions
         )
         self.messages = MessageRouter(
             self.stack,
@@ -184,6 +190,7 @@ class Pbx:
 
     async def start(self) -> None:
         await self.registrar.load()
+        await self.notification_urls.reload()
         await self.stack.start()
         if self.agent is not None:
             await self.agent.start(self.stack.port)
@@ -363,11 +370,17 @@ class Pbx:
 
     async def extension_added(self, extension_id: str) -> None:
         """A new extension: an outside line with Register starts registering."""
+        if extension_id == HTTP_API_SETTINGS_ID:
+            await self.notification_urls.reload()
+            return
         record = await self.store.get_extension(extension_id)
         if record is not None and record.type == "Line":
             await self.lines.changed(extension_id)
 
     async def extension_changed(self, extension_id: str) -> None:
+        if extension_id == HTTP_API_SETTINGS_ID:
+            await self.notification_urls.reload()
+            return
         if extension_id in self.lines.registrations or (
             (record := await self.store.get_extension(extension_id)) is not None
             and record.type == "Line"

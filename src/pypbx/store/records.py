@@ -338,6 +338,11 @@ def dial_plan_rule_fields(record: ExtensionRecord) -> dict[str, str]:
     return fields
 
 
+# The global HTTP API settings (ExtensionType `HttpApi`): one record with this id whose
+# `settings` hold the notification URLs that override the TOML `[http_api]` ones.
+HTTP_API_SETTINGS_ID = "HttpApi"
+
+
 # Where a stored text message is: waiting for its recipient, or one of the final states.
 MESSAGE_PENDING = "pending"
 MESSAGE_FINAL_STATES = ("delivered", "expired", "failed")

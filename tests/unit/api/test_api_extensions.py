@@ -131,6 +131,7 @@ async def test_list_extension_types(client: Client) -> None:
             "    <string>RingGroup</string>",
             "    <string>Line</string>",
             "    <string>DialPlanRule</string>",
+            "    <string>HttpApi</string>",
             "  </ExtensionTypes>",
         )
 

@@ -35,12 +35,12 @@ O10_TYPE_NAMES = {
 }
 
 # Configurable with AddConfig but not extensions: never listed.
-NOT_LISTED = frozenset({"dialplanrule"})
+NOT_LISTED = frozenset({"dialplanrule", "httpapi"})
 # `line_status` answers meaning the line is up; anything else ("Registering", "Failed: 403
 # Forbidden", ...) is Disconnected, the only other State spec 8.17 knows.
 LINE_UP = frozenset({"connected", "registered"})
 # Types a ring group cannot ring even when listed as members.
-NOT_RINGABLE = frozenset({"dialplanrule", "line"})
+NOT_RINGABLE = frozenset({"dialplanrule", "line", "httpapi"})
 
 _NUMERIC = re.compile(r"[0-9]+")
 
