@@ -9,9 +9,12 @@ Two ways to send, because the PBX needs two things from a notification:
   Error): returns at once, is queued, and is retried after connection errors, timeouts and 5xx
   (not after 4xx, which would fail the same way again). `on_reply` hears how it ended.
 
-Whatever the kind, notifications with the same `key` (a CallId) are delivered in order, one at a
-time (lanes.py), so an application never sees `CallChanged(Completed)` before `CallChanged(InCall)`,
-and a steering request waits for that call's reports ahead of it. Requests on the wire are bounded
+Whatever the kind, notifications with the same `key` (a CallId) to the same receiver (scheme,
+host and port of the URL) are delivered in order, one at a time (lanes.py), so an application
+never sees `CallChanged(Completed)` before `CallChanged(InCall)`, and a steering request waits for
+that call's reports ahead of it. Receivers are kept apart because an application only sees its
+own requests: a hung CallChanged logger must not hold up the routing application's
+RoutingInterception for the same call. Requests on the wire are bounded
 over all calls (`max_in_flight`), and so is the report backlog (`max_queue`, oldest dropped).
 
 Wire format (wire.py): POST, form body with NotificationName first, the target's query string kept,
@@ -112,7 +115,7 @@ class Notifier:
         abandons the request (and its place in the queue) cleanly.
         """
         prepared = _prepare(url, name, fields)
-        async with self._lanes.turn(key) as granted:
+        async with self._lanes.turn(_lane(key, prepared)) as granted:
             if not granted:
                 return failed(Discard.CLOSED.value)
             attempt = await self._attempt(prepared, number=1, of=1)
@@ -133,7 +136,8 @@ class Notifier:
         reply if the report was dropped (queue full) or cancelled (closed); never from inside
         `post` itself. It must not block; to act on the OzML, start a task from it.
         """
-        self._lanes.submit(key, _Report(_prepare(url, name, fields), on_reply))
+        prepared = _prepare(url, name, fields)
+        self._lanes.submit(_lane(key, prepared), _Report(prepared, on_reply))
 
     async def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued for up to `timeout` s, cancel the rest, close the connections."""
@@ -209,6 +213,17 @@ class Notifier:
         if self._session is None:
             self._session = new_session(self._settings)
         return self._session
+
+
+def _lane(key: str | None, prepared: _Prepared) -> tuple[str, str] | None:
+    """Ordering is per call and receiver; no key means no ordering at all."""
+    if key is None:
+        return None
+    target = prepared.target
+    receiver = (
+        "" if target is None else f"{target.url.scheme}://{target.url.host}:{target.url.port}"
+    )
+    return (key, receiver)
 
 
 def _prepare(url: str, name: str, fields: Fields) -> _Prepared:

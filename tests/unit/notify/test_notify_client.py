@@ -641,6 +641,25 @@ async def test_steering_request_waits_for_reports_ahead(app: App, notifier: Noti
     assert order == [("/report", "1"), ("/steer", "1"), ("/steer", None), ("/report", "2")]
 
 
+async def test_a_hung_receiver_does_not_hold_up_another_receiver_of_the_same_call(
+    app: App, notifier: Notifier
+) -> None:
+    """Order is kept per receiver: the routing application must not wait for a hung logger."""
+    app.routes["/report"] = blocked(app)
+    notifier.post(app.url("/report"), "CallChanged", [("n", "1")], key="K")
+    await until(lambda: len(app.seen) == 1)
+    other_receiver = app.url("/steer").replace("127.0.0.1", "localhost", 1)
+    reply = await asyncio.wait_for(
+        notifier.request(other_receiver, "RoutingInterception", [], key="K"), 5
+    )
+    assert reply.ok
+    steer = asyncio.create_task(notifier.request(app.url("/steer"), "GoTo", [], key="K"))
+    await asyncio.sleep(0.05)
+    assert not steer.done(), "the same receiver still gets the call's notifications in order"
+    app.release.set()
+    assert (await steer).ok
+
+
 async def test_cancelled_steering_request_leaves_the_queue(app: App, notifier: Notifier) -> None:
     app.routes["/report"] = blocked(app)
     notifier.post(app.url("/report"), "CallChanged", [("n", "1")], key="K")
