@@ -24,6 +24,7 @@ from pypbx.messaging.email import EmailSender
 from pypbx.notify import Notifier
 from pypbx.ozml import CallGone, Interpreter, OzmlError, Session, parse_ozml
 from pypbx.pbx.agent import AgentCall, ApiAgent
+from pypbx.pbx.alarm import Alarms
 from pypbx.pbx.b2bua import B2BUA
 from pypbx.pbx.call import Call
 from pypbx.pbx.call_media import CallMedia
@@ -105,6 +106,7 @@ class ApiExtensions:
         self.notifier = notifier
         self.events = CallEvents(b2bua, media)
         self.agent_calls: dict[str, AgentCall] = {}  # B2BUA call id -> the agent's side
+        self.alarms = Alarms(b2bua, media, agent, agent_calls=self.agent_calls)
         self._email = email
         self._sms = sms
         self._recordings = recordings_dir
@@ -123,6 +125,7 @@ class ApiExtensions:
             self.events,
             self.agent,
             agent_calls=self.agent_calls,
+            alarms=self.alarms,
             originate=self.originate,
             email=self._email,
             recordings_dir=self._recordings,

@@ -65,6 +65,29 @@ class CallRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class AlarmRequest:
+    """SendAlarmNotification's parameters (http-api 8.16, OzML 6.22), as given."""
+
+    phone_number: str
+    account_number: str
+    event_code: str
+    partition_number: str
+    zone_number: str
+    event_qualifier: str = "NewEvent"
+    api_extension: str | None = None
+    result_url: str | None = None
+
+
+class AlarmRequestError(ValueError):
+    """A parameter that cannot make a Contact ID message (API code 302 naming `param`)."""
+
+    def __init__(self, param: str, reason: str) -> None:
+        super().__init__(f"{param}: {reason}")
+        self.param = param
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
 class RecordRequest:
     """The Record command's options (spec 8.11)."""
 
@@ -173,6 +196,12 @@ class PbxControl(Protocol):
     async def call(self, request: CallRequest, username: str | None) -> str:
         """An API extension dials out; returns the new CallId once the call rings. Raises
         ApiExtensionError (401) or CallFailedError (402)."""
+        ...
+
+    async def send_alarm(self, request: AlarmRequest, username: str | None) -> None:
+        """An API extension calls a number and sends a Contact ID alarm in the background
+        (the outcome goes to ResultUrl). Raises AlarmRequestError (302) or
+        ApiExtensionError (401) before anything is dialled."""
         ...
 
     def is_registered(self, extension_id: str) -> bool:

@@ -31,10 +31,14 @@ from pypbx.ozml import (
     RejectReason,
 )
 from pypbx.pbx.agent import AgentCall, ApiAgent
+from pypbx.pbx.alarm import Alarms
 from pypbx.pbx.b2bua import B2BUA
 from pypbx.pbx.call import Call, Leg
 from pypbx.pbx.call_media import CallMedia
 from pypbx.pbx.control import (
+    AlarmRequest,
+    AlarmRequestError,
+    ApiExtensionError,
     CallNotFoundError,
     InappropriateStateError,
     InvalidMediaRequestError,
@@ -98,6 +102,7 @@ class PbxCallActions:
         agent: ApiAgent,
         *,
         agent_calls: dict[str, AgentCall],
+        alarms: Alarms,
         originate: Callable[..., Awaitable[str]],
         email: Callable[[], EmailSender | None],
         recordings_dir: Path,
@@ -108,6 +113,7 @@ class PbxCallActions:
         self.events = events
         self.agent = agent
         self.agent_calls = agent_calls  # B2BUA call id -> the agent's side of it
+        self._alarms = alarms
         self._originate = originate
         self._email = email
         self._sms = sms
@@ -435,10 +441,43 @@ class PbxCallActions:
         api_extension: str | None,
         result_url: str | None,
     ) -> None:
-        raise ActionFailed("alarm notifications are not supported")
+        request = AlarmRequest(
+            phone_number=phone_number,
+            account_number=account_number,
+            event_code=event_code,
+            partition_number=partition_number,
+            zone_number=zone_number,
+            event_qualifier=event_qualifier,
+            api_extension=api_extension,
+            result_url=result_url,
+        )
+        try:
+            await self._alarms.send(request)
+        except AlarmRequestError as exc:
+            raise ActionFailed(f"SendAlarmNotification: {exc}") from exc
+        except ApiExtensionError as exc:
+            raise ActionFailed(f"SendAlarmNotification: API extension {exc} cannot call") from exc
 
     async def receive_alarm(self, call_id: str) -> AlarmMessage | None:
-        raise ActionFailed("alarm notifications are not supported")
+        call = self._call(call_id)
+        try:
+            message = await self._alarms.receive(call_id)
+        except CallNotFoundError as exc:
+            raise CallGone(call_id) from exc
+        except LookupError as exc:
+            raise ActionFailed(f"ReceiveAlarmNotification: {exc}") from exc
+        if message is None:
+            if call.is_over:
+                raise CallGone(call_id)
+            return None
+        return AlarmMessage(
+            account=message.account,
+            event_qualifier=message.qualifier_name,
+            event_code=message.event_code,
+            event_name=message.event_name,
+            partition=message.partition,
+            zone=message.zone,
+        )
 
 
 async def _discard(action: Awaitable[object]) -> None:

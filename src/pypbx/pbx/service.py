@@ -33,6 +33,7 @@ from pypbx.pbx.call_changed import CallChangedReporter
 from pypbx.pbx.call_media import CallMedia, MediaOptions
 from pypbx.pbx.control import (
     ActiveCallInfo,
+    AlarmRequest,
     ApiExtensionError,
     CallFailedError,
     CallRequest,
@@ -339,6 +340,11 @@ class Pbx:
 
     async def send_dtmf(self, call_id: str, party: str, keys: str) -> None:
         await self._media().send_dtmf(call_id, party, keys)
+
+    async def send_alarm(self, request: AlarmRequest, username: str | None) -> None:
+        if self.api_extensions is None:
+            raise RuntimeError("API extensions are not enabled")
+        await self.api_extensions.alarms.send(request, username=username)
 
     async def call(self, request: CallRequest, username: str | None) -> str:
         if self.api_extensions is None:

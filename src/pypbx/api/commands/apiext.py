@@ -11,7 +11,13 @@ from pypbx.api.context import CommandContext
 from pypbx.api.registry import Command, Param
 from pypbx.api.status import ApiError, Status
 from pypbx.api.xmlout import Node
-from pypbx.pbx.control import ApiExtensionError, CallFailedError, CallRequest
+from pypbx.pbx.control import (
+    AlarmRequest,
+    AlarmRequestError,
+    ApiExtensionError,
+    CallFailedError,
+    CallRequest,
+)
 
 API_EXTENSION = Param("ApiExtension", validator=v.number_string)
 
@@ -42,6 +48,31 @@ async def call(ctx: CommandContext) -> list[Node]:
     return []
 
 
+async def send_alarm_notification(ctx: CommandContext) -> list[Node]:
+    """Spec 8.16: answered once the alarm call is placed; the outcome goes to ResultUrl."""
+    api_extension = ctx.arg("ApiExtension", str) or ctx.settings.default_api_extension
+    if api_extension is None:
+        raise ApiError(Status.INVALID_PARAMETER, "ApiExtension", ctx.command_name)
+    request = AlarmRequest(
+        phone_number=ctx.require("PhoneNumber", str),
+        account_number=ctx.require("AccountNumber", str),
+        event_code=ctx.require("EventCode", str),
+        partition_number=ctx.require("PartitionNumber", str),
+        zone_number=ctx.require("ZoneNumber", str),
+        event_qualifier=ctx.arg("EventQualifier", str) or "NewEvent",
+        api_extension=api_extension,
+        result_url=ctx.arg("ResultUrl", str),
+    )
+    username = ctx.user.username if ctx.user is not None else None
+    try:
+        await ctx.pbx.send_alarm(request, username)
+    except AlarmRequestError as exc:
+        raise ApiError(Status.INVALID_PARAMETER, exc.param, ctx.command_name) from exc
+    except ApiExtensionError as exc:
+        raise ApiError(Status.API_EXTENSION_UNAVAILABLE, api_extension) from exc
+    return []
+
+
 COMMANDS = (
     Command(
         "Call",
@@ -60,7 +91,7 @@ COMMANDS = (
     ),
     Command(
         "SendAlarmNotification",
-        None,
+        send_alarm_notification,
         (
             Param(
                 "PhoneNumber", mandatory=True, validator=v.number_string, aliases=("Phone number",)
