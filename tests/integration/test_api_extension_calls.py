@@ -428,3 +428,19 @@ def test_routing_interception_is_asked_again_after_a_busy_destination(
     a.hangup()  # type: ignore[attr-defined]
     c.wait_for_event("CALL_CLOSED", 10)  # type: ignore[attr-defined]
     no_calls_left(pbx)
+
+
+def test_one_api_extension_calls_another(pbx: PbxProcess, web: WebServer) -> None:
+    """Both ends of the call are in the agent under one CallId; each script acts on its own
+    end (the callee's IncomingCall answers the incoming side, not the caller's)."""
+    web.replies["/incoming"] = b"<Response><Delay>2</Delay><Hangup/></Response>"
+    web.replies["/connected"] = b"<Response><Delay>10</Delay></Response>"
+    pbx.add_api_extension("9994")
+    pbx.add_api_extension("9995", web.url("/incoming"))
+    result = pbx.api("Call", Dialed="9995", ApiExtension="9994", Url=web.url("/connected"))
+    assert result.code == 200, result.text
+    incoming = dict(web.wait_for("IncomingCall").fields)
+    assert (incoming["ApiExtension"], incoming["Caller"]) == ("9995", "9994")
+    connected = dict(web.wait_for("CallConnected").fields)
+    assert (connected["CallId"], connected["ApiExtension"]) == (incoming["CallId"], "9994")
+    no_calls_left(pbx, timeout=15)  # the callee's script hung up after its Delay

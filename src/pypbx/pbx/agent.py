@@ -85,6 +85,39 @@ class AgentCall:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+class AgentCalls:
+    """B2BUA call id -> the agent's sides of that call.
+
+    A call between two API extensions (one dials the other with the Call command) has both
+    of its ends in the agent under one B2BUA call id, and each script must act on its own
+    end: the callee's IncomingCall script answers the incoming side, never the caller's.
+    Lookups therefore say which side they mean; without a match the first side is taken.
+    """
+
+    def __init__(self) -> None:
+        self._sides: dict[str, list[AgentCall]] = {}
+
+    def add(self, call_id: str, agent_call: AgentCall) -> None:
+        sides = self._sides.setdefault(call_id, [])
+        if agent_call not in sides:
+            sides.append(agent_call)
+
+    def get(
+        self, call_id: str, *, api_extension: str | None = None, incoming: bool | None = None
+    ) -> AgentCall | None:
+        candidates = self._sides.get(call_id)
+        if not candidates:
+            return None
+        if incoming is not None:
+            candidates = [s for s in candidates if s.incoming == incoming] or candidates
+        if api_extension is not None:
+            candidates = [s for s in candidates if s.api_extension == api_extension] or candidates
+        return candidates[0]
+
+    def discard(self, call_id: str) -> None:
+        self._sides.pop(call_id, None)
+
+
 class ApiAgent:
     def __init__(self, media: MediaManager, host: str, pbx_address: Addr) -> None:
         """`host`: a local address the PBX's SIP socket can reach; `pbx_address`: that socket

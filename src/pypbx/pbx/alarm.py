@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,7 +39,7 @@ from pypbx.media.dtmf import DtmfDigit
 from pypbx.media.endpoint import RtpEndpoint
 from pypbx.media.inbound import InboundAudio, PcmSink
 from pypbx.media.player import Pcm
-from pypbx.pbx.agent import AgentCall, ApiAgent
+from pypbx.pbx.agent import AgentCall, AgentCalls, ApiAgent
 from pypbx.pbx.b2bua import B2BUA
 from pypbx.pbx.call import Call, Leg
 from pypbx.pbx.call_media import CallMedia
@@ -94,13 +94,13 @@ class Alarms:
         media: CallMedia,
         agent: ApiAgent,
         *,
-        agent_calls: Mapping[str, AgentCall],
+        agent_calls: AgentCalls,
         timing: AlarmTiming | None = None,
     ) -> None:
         self.b2bua = b2bua
         self.media = media
         self.agent = agent
-        self.agent_calls = agent_calls  # B2BUA call id -> the agent's side of it
+        self.agent_calls = agent_calls
         self.timing = timing or AlarmTiming()
 
     # ---------------------------------------------------------------- sending
@@ -222,14 +222,16 @@ class Alarms:
         return None, None
 
     # ---------------------------------------------------------------- receiving
-    async def receive(self, call_id: str) -> ContactIdMessage | None:
+    async def receive(
+        self, call_id: str, api_extension: str | None = None
+    ) -> ContactIdMessage | None:
         """Act as the receiving centre on a call of an API extension until one message has
         been acknowledged (returned) or none came (None). CallNotFoundError: no such call
         (or it has ended); LookupError: not a call of an API extension."""
         call = self.b2bua.calls.get(call_id)
         if call is None or call.is_over:
             raise CallNotFoundError(call_id)
-        agent_call = self.agent_calls.get(call_id)
+        agent_call = self.agent_calls.get(call_id, api_extension=api_extension)
         own = _agent_leg(call, agent_call) if agent_call is not None else None
         if own is None or call.state is not CallState.IN_CALL or not _has_media(call):
             raise LookupError(f"call {call_id} is not an answered call of an API extension")

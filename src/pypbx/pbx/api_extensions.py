@@ -23,7 +23,7 @@ from pypbx.media.sounds import error_tone
 from pypbx.messaging.email import EmailSender
 from pypbx.notify import Notifier
 from pypbx.ozml import CallGone, Interpreter, OzmlError, Session, parse_ozml
-from pypbx.pbx.agent import AgentCall, ApiAgent
+from pypbx.pbx.agent import AgentCall, AgentCalls, ApiAgent
 from pypbx.pbx.alarm import Alarms
 from pypbx.pbx.b2bua import B2BUA
 from pypbx.pbx.call import Call
@@ -105,7 +105,7 @@ class ApiExtensions:
         self.store = store
         self.notifier = notifier
         self.events = CallEvents(b2bua, media)
-        self.agent_calls: dict[str, AgentCall] = {}  # B2BUA call id -> the agent's side
+        self.agent_calls = AgentCalls()
         self.alarms = Alarms(b2bua, media, agent, agent_calls=self.agent_calls)
         self._email = email
         self._sms = sms
@@ -116,9 +116,9 @@ class ApiExtensions:
         b2bua.on_call_ended.append(self._call_ended)
 
     def _call_ended(self, call: Call) -> None:
-        self.agent_calls.pop(call.id, None)
+        self.agent_calls.discard(call.id)
 
-    def actions(self) -> PbxCallActions:
+    def actions(self, api_extension: str | None = None) -> PbxCallActions:
         return PbxCallActions(
             self.b2bua,
             self.media,
@@ -126,6 +126,7 @@ class ApiExtensions:
             self.agent,
             agent_calls=self.agent_calls,
             alarms=self.alarms,
+            api_extension=api_extension,
             originate=self.originate,
             email=self._email,
             recordings_dir=self._recordings,
@@ -144,7 +145,7 @@ class ApiExtensions:
         if call is None:
             self.agent.reject(agent_call, 481, "Call/Transaction Does Not Exist")
             return
-        self.agent_calls[call.id] = agent_call
+        self.agent_calls.add(call.id, agent_call)
         record = await self.store.get_extension(agent_call.api_extension)
         url = None
         if record is not None and record.type == "API":
@@ -211,7 +212,7 @@ class ApiExtensions:
             if error_url:
                 self._error(error_url, None, api_extension, dialed, state)
             raise CallConnectFailedError(dialed, state)
-        self.agent_calls[call.id] = agent_call
+        self.agent_calls.add(call.id, agent_call)
         self._spawn(
             self._placed(
                 agent_call,
@@ -280,7 +281,11 @@ class ApiExtensions:
     async def _run(self, session: Session, call: Call, text: str | None) -> bool:
         """Run a reply on the call; an unusable reply ends it (IncomingCall: rejected) and
         makes this False."""
-        agent_call = self.agent_calls.get(call.id)
+        agent_call = self.agent_calls.get(
+            call.id,
+            api_extension=session.api_extension,
+            incoming=session.notification == "IncomingCall",
+        )
         script = None
         if text is not None:
             try:
@@ -296,7 +301,9 @@ class ApiExtensions:
                     self.agent.hangup(agent_call)
             return False
         interpreter = Interpreter(
-            self.actions(), _ScriptNotifications(self.notifier, call.id, call), session
+            self.actions(session.api_extension),
+            _ScriptNotifications(self.notifier, call.id, call),
+            session,
         )
         try:
             outcome = await interpreter.run(script)

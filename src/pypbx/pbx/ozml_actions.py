@@ -30,7 +30,7 @@ from pypbx.ozml import (
     RecordOptions,
     RejectReason,
 )
-from pypbx.pbx.agent import AgentCall, ApiAgent
+from pypbx.pbx.agent import AgentCalls, ApiAgent
 from pypbx.pbx.alarm import Alarms
 from pypbx.pbx.b2bua import B2BUA
 from pypbx.pbx.call import Call, Leg
@@ -101,8 +101,9 @@ class PbxCallActions:
         events: CallEvents,
         agent: ApiAgent,
         *,
-        agent_calls: dict[str, AgentCall],
+        agent_calls: AgentCalls,
         alarms: Alarms,
+        api_extension: str | None = None,
         originate: Callable[..., Awaitable[str]],
         email: Callable[[], EmailSender | None],
         recordings_dir: Path,
@@ -112,7 +113,8 @@ class PbxCallActions:
         self.media = media
         self.events = events
         self.agent = agent
-        self.agent_calls = agent_calls  # B2BUA call id -> the agent's side of it
+        self.agent_calls = agent_calls
+        self.api_extension = api_extension  # whose script this is (None: 3PCC)
         self._alarms = alarms
         self._originate = originate
         self._email = email
@@ -168,7 +170,7 @@ class PbxCallActions:
 
     # ---------------------------------------------------------------- answering
     async def answer(self, call_id: str) -> None:
-        agent_call = self.agent_calls.get(call_id)
+        agent_call = self.agent_calls.get(call_id, api_extension=self.api_extension, incoming=True)
         if agent_call is None:
             raise CallGone(call_id)
         self.agent.answer(agent_call)
@@ -181,7 +183,7 @@ class PbxCallActions:
         raise CallGone(call_id)
 
     async def reject(self, call_id: str, reason: RejectReason) -> None:
-        agent_call = self.agent_calls.get(call_id)
+        agent_call = self.agent_calls.get(call_id, api_extension=self.api_extension, incoming=True)
         if agent_call is None:
             raise CallGone(call_id)
         if reason == "busy":
@@ -461,7 +463,7 @@ class PbxCallActions:
     async def receive_alarm(self, call_id: str) -> AlarmMessage | None:
         call = self._call(call_id)
         try:
-            message = await self._alarms.receive(call_id)
+            message = await self._alarms.receive(call_id, self.api_extension)
         except CallNotFoundError as exc:
             raise CallGone(call_id) from exc
         except LookupError as exc:

@@ -19,6 +19,7 @@ from pypbx.media.dtmf import DtmfDigit, encode_event
 from pypbx.media.g711 import ulaw_encode
 from pypbx.media.player import Pcm
 from pypbx.media.rtp import RTP_HEADER
+from pypbx.pbx.agent import AgentCalls
 from pypbx.pbx.alarm import AlarmRequest, AlarmRequestError, Alarms, _Heard, _MachineSource
 from pypbx.pbx.control import ApiExtensionError
 from pypbx.store.records import ExtensionRecord
@@ -50,7 +51,7 @@ class FakeStore:
 
 def alarms(store: FakeStore, started: list[Coroutine[Any, Any, None]]) -> Alarms:
     b2bua = SimpleNamespace(store=store, background=started.append)
-    return Alarms(b2bua, SimpleNamespace(), SimpleNamespace(), agent_calls={})  # type: ignore[arg-type]
+    return Alarms(b2bua, SimpleNamespace(), SimpleNamespace(), agent_calls=AgentCalls())  # type: ignore[arg-type]
 
 
 STORE = FakeStore(
@@ -210,7 +211,7 @@ class FakeB2bua:
 async def test_receive_exchange_hears_the_own_leg_and_keys_from_the_far_leg() -> None:
     b2bua, call = FakeB2bua(), FakeCall()
     media = SimpleNamespace(digit_listeners=[])
-    service = Alarms(b2bua, media, SimpleNamespace(), agent_calls={})  # type: ignore[arg-type]
+    service = Alarms(b2bua, media, SimpleNamespace(), agent_calls=AgentCalls())  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     receiver = ContactIdReceiver(loop.time(), settle=0.0)
     own = call.callee.endpoint
@@ -246,7 +247,7 @@ async def test_receive_exchange_hears_the_own_leg_and_keys_from_the_far_leg() ->
 async def test_send_exchange_stops_when_the_call_ends() -> None:
     b2bua, call = FakeB2bua(), FakeCall()
     media = SimpleNamespace(digit_listeners=[])
-    service = Alarms(b2bua, media, SimpleNamespace(), agent_calls={})  # type: ignore[arg-type]
+    service = Alarms(b2bua, media, SimpleNamespace(), agent_calls=AgentCalls())  # type: ignore[arg-type]
     sender = ContactIdSender(FIRE, asyncio.get_running_loop().time())
     own = call.caller.endpoint
     task = asyncio.ensure_future(service._exchange(call, call.caller, sender))  # type: ignore[arg-type]
