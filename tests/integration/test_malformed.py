@@ -11,6 +11,7 @@ import random
 import socket
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +174,46 @@ def test_junk_on_the_sip_port_leaves_a_live_call_untouched(pbx, call):
         )
         tail = tone_power_ratio(recording, tone, skip_seconds=duration - 2.0)
         assert tail > 0.7, f"{phone.account.user}: last 2 s hold {tail:.2f} of {tone} Hz"
+
+
+# RFC 4475 / RFC 5118 torture messages (their verdicts: tests/unit/sip/test_torture.py).
+# Their Vias name hosts that do not exist, so answers go nowhere: what counts is that the
+# process stays up, the call keeps going, and a fresh request is still answered.
+TORTURE = Path(__file__).parents[1] / "unit" / "sip" / "torture"
+
+
+def options_probe(port: int) -> bytes:
+    return (
+        f"OPTIONS sip:2000@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-after-torture;rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:probe@127.0.0.1>;tag=probe\r\n"
+        "To: <sip:2000@127.0.0.1>\r\n"
+        "Call-ID: after-torture@127.0.0.1\r\n"
+        "CSeq: 1 OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_torture_messages_leave_the_process_and_a_live_call_intact(pbx: PbxProcess, call) -> None:
+    a, b = call
+    messages = sorted(TORTURE.glob("*.dat"))
+    assert len(messages) >= 60
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for path in messages:
+            data = path.read_bytes()
+            if len(data) < 65000:
+                sock.sendto(data, ("127.0.0.1", pbx.sip_port))
+    for path in messages:  # over TCP too, one connection each (a framing error closes it)
+        with socket.create_connection(("127.0.0.1", pbx.sip_port), timeout=3) as tcp:
+            tcp.sendall(path.read_bytes())
+    assert pbx.alive()
+    (active,) = pbx.active_calls()
+    assert active["CallState"] == "InCall"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5.0)
+        sock.sendto(options_probe(sock.getsockname()[1]), ("127.0.0.1", pbx.sip_port))
+        assert sock.recv(65535).startswith(b"SIP/2.0 200 ")
+    a.hangup()
+    b.wait_for_event("CALL_CLOSED", 10)

@@ -133,8 +133,8 @@ class SipStack:
         except SipParseError as exc:
             self.malformed_count += 1
             if exc.request is not None and exc.request.method != "ACK":
-                log.info("400 to %s:%d: %s", source[0], source[1], exc.reason)
-                response = make_response(exc.request, 400, exc.reason)
+                log.info("%d to %s:%d: %s", exc.status, source[0], source[1], exc.reason)
+                response = make_response(exc.request, exc.status, exc.reason)
                 self._send_raw(response.serialize(), source, transport)
             else:
                 log.debug("dropped unparseable message from %s:%d: %s", *source, exc.reason)

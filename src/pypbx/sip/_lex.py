@@ -13,9 +13,15 @@ import re
 from pypbx.sip.errors import SipParseError
 
 TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+# Values in one list header (Via, Contact, Route, ...) and parameters on one value.  Real
+# messages carry a handful; the bound keeps a 64 KiB datagram of one-byte elements from
+# costing thousands of object parses.
+MAX_LIST_VALUES = 256
 _HOST_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_\-.]*)")
 _IPV6_RE = re.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 _QUOTED_PAIR_RE = re.compile(r"\\([\s\S])")
+# Characters a quoted-pair may carry but plain qdtext may not (CR and LF excluded: see quote()).
+_CONTROL_CHAR_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # gen-value = token / host / quoted-string (§25.1), loosened to "no separators" for the
 # unquoted case because peers put '/', '@' or '=' in values.
 _PARAM_VALUE_RE = re.compile(r'[^\s,;<>"]*|"(?:[^"\\]|\\[\s\S])*"')
@@ -52,7 +58,10 @@ def parse_params(text: str, what: str) -> dict[str, str | None]:
         return params
     if text[0] != ";":
         raise SipParseError(f"Bad {what}")
-    for piece in split_outside(text[1:], ";"):
+    pieces = split_outside(text[1:], ";")
+    if len(pieces) > MAX_LIST_VALUES:
+        raise SipParseError(f"Bad {what}")
+    for piece in pieces:
         name, eq, value = piece.partition("=")
         name = name.rstrip().lower()
         if not TOKEN_RE.fullmatch(name):
@@ -140,7 +149,14 @@ def unquote(inner: str) -> str:
 
 
 def quote(text: str) -> str:
-    """Make a quoted string; CR and LF become spaces so no value can inject a header line."""
+    """Make a quoted string; CR and LF become spaces so no value can inject a header line.
+
+    Other control characters are written as quoted-pairs (the only form §25.1 allows for them),
+    so a display name read from RFC 4475 intmeth serialises to something that parses again.
+    """
     if "\r" in text or "\n" in text:
         text = text.replace("\r", " ").replace("\n", " ")
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    if _CONTROL_CHAR_RE.search(text):
+        text = _CONTROL_CHAR_RE.sub(r"\\\g<0>", text)
+    return '"' + text + '"'

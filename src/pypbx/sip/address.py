@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pypbx.sip._lex import format_params, parse_params, quote, quoted_end, split_outside, unquote
+from pypbx.sip._lex import (
+    MAX_LIST_VALUES,
+    format_params,
+    parse_params,
+    quote,
+    quoted_end,
+    split_outside,
+    unquote,
+)
 from pypbx.sip.errors import SipParseError
 from pypbx.sip.uri import SipURI
 
@@ -62,6 +70,10 @@ class Address:
     @classmethod
     def _parse_addr_spec(cls, text: str, what: str) -> Address:
         uri_text, semi, params_text = text.partition(";")
+        if "?" in uri_text or "," in uri_text:
+            # §20.10: such a URI must be in <>; without them the parse is ambiguous in
+            # general, so it is refused rather than guessed (RFC 4475 regbadct).
+            raise SipParseError(f"Bad {what}")
         try:
             uri = SipURI.parse(uri_text)
         except SipParseError:
@@ -75,7 +87,10 @@ class Address:
 
         A Contact of ``*`` is not an address: callers must test for it before calling this.
         """
-        return [cls.parse(item, what) for item in split_outside(text, ",")]
+        items = split_outside(text, ",")
+        if len(items) > MAX_LIST_VALUES:
+            raise SipParseError(f"Bad {what}")
+        return [cls.parse(item, what) for item in items]
 
     def __str__(self) -> str:
         out = f"<{self.uri}>"

@@ -18,10 +18,11 @@ class SipParseError(ValueError):
     """Malformed or over-limit SIP input.
 
     ``reason`` is a short phrase fit for a 400 reason phrase and for logs.  ``request`` is set
-    only when the request line, the top Via, From, To, Call-ID and CSeq were all readable, so a
-    response can be built with ``make_response(err.request, err.status, err.reason)``; when it
-    is None the input must be dropped.  ``status`` is 400 unless a more specific code applies
-    (505 for a foreign SIP version, 513 for an oversize body).
+    when the input was a request whose request line and top Via were readable, so a response
+    the sender can match can be built with ``make_response(err.request, err.status,
+    err.reason)`` (its other headers may be missing or malformed; they are echoed as they
+    came); when it is None the input must be dropped.  ``status`` is 400 unless a more specific
+    code applies (505 for a foreign SIP version, 513 for an oversize body).
     """
 
     def __init__(self, reason: str, request: Request | None = None, status: int = 400) -> None:

@@ -8,6 +8,7 @@ the canonical spelling.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from types import MappingProxyType
 
@@ -86,6 +87,10 @@ _LIST_KEYS = frozenset(
 
 _Field = tuple[str, str, str]  # (lookup key, canonical name, value)
 
+# NUL is refused in values except as a quoted-pair ("\\" NUL, §25.1), which is how a display
+# name holding one (RFC 4475 intmeth) is written back by ``quote``.
+_BARE_NUL_RE = re.compile(r"(?<!\\)\x00")
+
 
 # Lowercased spelling (full or compact) -> (lookup key, canonical name), for one-lookup parsing.
 KNOWN_NAMES = MappingProxyType(
@@ -110,7 +115,7 @@ def _check(name: str, value: str | int) -> tuple[str, str, str]:
     if not TOKEN_RE.fullmatch(name):
         raise ValueError(f"invalid header name {name!r}")
     text = str(value).strip()
-    if "\r" in text or "\n" in text or "\x00" in text:
+    if "\r" in text or "\n" in text or ("\x00" in text and _BARE_NUL_RE.search(text)):
         raise ValueError(f"header {name} value contains CR, LF or NUL")
     key = header_key(name)
     return key, _CANONICAL.get(key, name), text

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self, TypeVar, cast
 
-from pypbx.sip._lex import TOKEN_RE, split_outside
+from pypbx.sip._lex import MAX_LIST_VALUES, TOKEN_RE, split_outside
 from pypbx.sip.address import Address
 from pypbx.sip.errors import SipParseError
 from pypbx.sip.headers import Headers
@@ -41,7 +41,10 @@ def parse_cseq(text: str) -> tuple[int, str]:
 
 
 def _parse_vias(fields: tuple[str, ...]) -> list[Via]:
-    return [Via.parse(value) for field in fields for value in split_outside(field, ",")]
+    values = [value for field in fields for value in split_outside(field, ",")]
+    if len(values) > MAX_LIST_VALUES:
+        raise SipParseError("Bad Via")
+    return [Via.parse(value) for value in values]
 
 
 def _parse_top_via(field: str) -> Via:

@@ -1,20 +1,23 @@
 """Bytes to ``Request``/``Response`` (RFC 3261 §7, §18.3), bounded and strict where it matters.
 
-Why the split between drop and answer: a response can only be built when the request line,
-top Via, From, To, Call-ID and CSeq are readable; anything less (and every bad response) is
-dropped.  Errors found after those checks (CSeq method mismatch, Content-Length, version,
-Request-URI, Max-Forwards) carry the request so the caller can answer 400/505/513.
+Why the split between drop and answer: an answer is worth sending only if the sender can match
+it, which takes a readable request line and top Via (the branch is echoed back).  Bad responses,
+unreadable start lines, broken header syntax and requests without a usable top Via are dropped;
+every other fault carries the request so the caller can answer 400 (or 505 for a foreign SIP
+version, 513 for an oversize body).  That includes missing, repeated or malformed From, To,
+Call-ID and CSeq, which RFC 4475 (insuf, multi01, quotbal, scalar02) wants answered with a 400
+rather than ignored into a retransmission storm.
 
 The hot path is a handful of C-level passes (regex search for the blank line, decode, split)
 plus one short Python loop over header lines; header values are not parsed here except for
-the five mandatory ones that transaction matching needs anyway.
+the mandatory ones that transaction matching needs anyway.
 """
 
 from __future__ import annotations
 
 import re
 
-from pypbx.sip._lex import TOKEN_RE
+from pypbx.sip._lex import MAX_LIST_VALUES, TOKEN_RE
 from pypbx.sip.errors import SipParseError
 from pypbx.sip.headers import KNOWN_NAMES, Headers
 from pypbx.sip.limits import DEFAULT_LIMITS, Limits
@@ -22,18 +25,30 @@ from pypbx.sip.model import Message, Request, Response
 from pypbx.sip.uri import SipURI
 
 _BLANK_LINE_RE = re.compile(rb"\r?\n\r?\n")
-# Control characters other than HT and LF; CR is checked after CRLF was normalised to LF.
+# Control characters other than HT and LF (CRLF was normalised to LF before the search).  A
+# plain class keeps the common-case scan fast; only a hit pays for the exact rule, which lets
+# a control character through as the second half of a quoted-pair ("\" then %x00-09 /
+# %x0B-0C / %x0E-7F, §25.1: RFC 4475 intmeth quotes BEL, NUL and DEL that way), never CR.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_BARE_CONTROL_RE = re.compile(r"\r|(?<!\\)[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
+# A subset of what Via.parse accepts (host name or IPv4, port below 10000, up to 32 token
+# parameters): a match is a valid Via without the cost of building one.
+_PLAIN_VIA_RE = re.compile(
+    r"SIP/2\.0/[A-Za-z]+ [A-Za-z0-9_][A-Za-z0-9_\-.]*(?::[0-9]{1,4})?"
+    r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~]+)?){0,32}"
+)
+_FOREIGN_VERSION = "Unsupported SIP version"
 
 
 def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Response:
     """Parse one whole message (a UDP datagram, or a frame from ``StreamFramer``).
 
     Leading CRLFs are skipped; CRLF and bare LF line ends are accepted; a missing
-    Content-Length means the body is the rest of the datagram.  Content-Length is consumed
-    (removed from ``headers``) because ``len(body)`` is what ``serialize`` writes.  Raises
-    ``SipParseError`` and nothing else.
+    Content-Length means the body is the rest of the datagram, and a datagram that ends right
+    after its last header line (no empty line) is taken as complete.  Content-Length is
+    consumed (removed from ``headers``) because ``len(body)`` is what ``serialize`` writes.
+    Raises ``SipParseError`` and nothing else.
     """
     if len(data) > limits.max_message:
         raise SipParseError("Message too large")
@@ -41,10 +56,13 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
     if not data:
         raise SipParseError("Empty message")
     blank = _BLANK_LINE_RE.search(data)
-    if blank is None:
-        head_bytes, body = data, b""
-    else:
+    if blank is not None:
         head_bytes, body = data[: blank.start()], data[blank.end() :]
+    elif data.endswith(b"\n"):
+        # The datagram delimits the message (RFC 4475 baddn, RFC 5118 §4.10 as archived).
+        head_bytes, body = data[: -2 if data.endswith(b"\r\n") else -1], b""
+    else:
+        head_bytes, body = data, b""
     try:
         head = head_bytes.decode("utf-8")
     except UnicodeDecodeError:
@@ -52,7 +70,7 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
         # caught below, and the value is re-encoded as UTF-8 on output.
         head = head_bytes.decode("latin-1")
     head = head.replace("\r\n", "\n")
-    if _CONTROL_RE.search(head):
+    if _CONTROL_RE.search(head) and _BARE_CONTROL_RE.search(head):
         raise SipParseError("Control character in header section")
     lines = head.split("\n")
     if len(lines[0]) > limits.max_line:
@@ -63,11 +81,12 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
     # The body is now the single source of truth for its length; serialize() writes it.
     message.headers.remove("Content-Length")
     message.body = body
-    _check_core(message)
     if isinstance(message, Request):
         _check_request(message, line_problem, body_error)
-    elif body_error is not None:
-        raise SipParseError(body_error[0])
+    else:
+        _check_core(message)
+        if body_error is not None:
+            raise SipParseError(body_error[0])
     return message
 
 
@@ -77,20 +96,25 @@ def _parse_start_line(line: str) -> tuple[Request | Response, str | None]:
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")
         if version.upper() != "SIP/2.0":
-            raise SipParseError("Unsupported SIP version")
+            raise SipParseError(_FOREIGN_VERSION)
         if not (len(code) == 3 and code.isascii() and code.isdigit() and code[0] in "123456"):
             raise SipParseError("Bad status line")
         return Response(int(code), reason.strip(), Headers._trusted([])), None
     parts = line.split()
-    if len(parts) != 3 or not TOKEN_RE.fullmatch(parts[0]) or not _VERSION_RE.fullmatch(parts[2]):
+    if len(parts) < 3 or not TOKEN_RE.fullmatch(parts[0]) or not _VERSION_RE.fullmatch(parts[-1]):
         raise SipParseError("Bad request line")
-    method, uri_text, version = parts
-    problem = None if version.upper() == "SIP/2.0" else "Unsupported SIP version"
-    try:
-        uri = SipURI.parse(uri_text)
-    except SipParseError:
-        # Keep the text so a 400 can still be built and logged.
-        scheme, _, rest = uri_text.partition(":")
+    method, version = parts[0], parts[-1]
+    problem = None if version.upper() == "SIP/2.0" else _FOREIGN_VERSION
+    uri: SipURI | None = None
+    if len(parts) == 3:
+        try:
+            uri = SipURI.parse(parts[1])
+        except SipParseError:
+            uri = None
+    if uri is None:
+        # Keep the text so a 400 can still be built and logged.  LWS inside the Request-URI
+        # (RFC 4475 lwsruri) lands here too: readable enough to answer.
+        scheme, _, rest = " ".join(parts[1:-1]).partition(":")
         uri = SipURI(scheme=scheme.lower(), opaque=rest)
         problem = problem or "Bad Request-URI"
     return Request(method, uri, Headers._trusted([])), problem
@@ -98,6 +122,9 @@ def _parse_start_line(line: str) -> tuple[Request | Response, str | None]:
 
 def _parse_header_lines(lines: list[str], limits: Limits) -> Headers:
     fields: list[tuple[str, str, str]] = []
+    # Continuation lines per field index, joined once at the end: joining as they come
+    # copies the growing value each time, quadratic in a 64 KiB run of one-byte folds.
+    folded: dict[int, list[str]] = {}
     max_line = limits.max_line
     max_headers = limits.max_headers
     for line in lines[1:]:
@@ -107,9 +134,9 @@ def _parse_header_lines(lines: list[str], limits: Limits) -> Headers:
             # Folding: a continuation line joins the previous value with one space (§7.3.1).
             if not fields:
                 raise SipParseError("Malformed header line")
-            key, name, value = fields[-1]
             extra = line.strip()
-            fields[-1] = (key, name, f"{value} {extra}" if value and extra else value + extra)
+            if extra:
+                folded.setdefault(len(fields) - 1, []).append(extra)
             continue
         colon = line.find(":")
         if colon <= 0:
@@ -124,6 +151,9 @@ def _parse_header_lines(lines: list[str], limits: Limits) -> Headers:
         fields.append((known[0], known[1], line[colon + 1 :].strip()))
         if len(fields) > max_headers:
             raise SipParseError("Too many headers")
+    for index, extras in folded.items():
+        key, name, value = fields[index]
+        fields[index] = (key, name, " ".join([value, *extras] if value else extras))
     return Headers._trusted(fields)
 
 
@@ -154,7 +184,7 @@ _CORE_NAMES = ("Via", "From", "To", "Call-ID", "CSeq")
 
 
 def _check_core(message: Message) -> None:
-    """The headers without which no response can be routed or matched: failure => drop."""
+    """Via, From, To, Call-ID and CSeq: present, single (but Via) and well formed."""
     counts = [0, 0, 0, 0, 0]
     for key, _, _ in message.headers._fields:
         slot = _CORE_SLOTS.get(key)
@@ -177,10 +207,22 @@ def _check_core(message: Message) -> None:
 def _check_request(
     request: Request, line_problem: str | None, body_error: tuple[str, int] | None
 ) -> None:
-    """Errors a 4xx/5xx can be sent for: each carries the request."""
+    """Drop (no ``request`` on the error) only what the sender could not match an answer to."""
+    via_fields = request.headers.get_fields("Via")
+    if not via_fields:
+        raise SipParseError("Missing Via")
+    if line_problem == _FOREIGN_VERSION:
+        # Before the Via check: a SIP/7.0 request carries SIP/7.0 Vias (RFC 4475 badvers).
+        raise SipParseError(line_problem, request, 505)
+    if len(via_fields) > 1 or "," in via_fields[0]:
+        _check_all_vias(request, via_fields)
+    request.top_via  # noqa: B018  (raises "Bad Via": drop)
+    try:
+        _check_core(request)
+    except SipParseError as exc:
+        raise SipParseError(exc.reason, request) from None
     if line_problem is not None:
-        status = 505 if line_problem == "Unsupported SIP version" else 400
-        raise SipParseError(line_problem, request, status)
+        raise SipParseError(line_problem, request)
     if request.cseq[1] != request.method:
         raise SipParseError("CSeq method mismatch", request)
     try:
@@ -189,3 +231,36 @@ def _check_request(
         raise SipParseError(exc.reason, request) from None
     if body_error is not None:
         raise SipParseError(body_error[0], request, body_error[1])
+
+
+def _check_all_vias(request: Request, fields: list[str]) -> None:
+    """Every Via value, not just the top one (RFC 4475 badinv01: junk after a good top Via).
+
+    The usual shapes are vetted by one C-level regex without building Via objects (a proxied
+    request carries several); anything else goes through the full parse, which decides.
+    """
+    if _all_plain_vias(fields):
+        return
+    try:
+        vias = request.vias
+    except SipParseError:
+        request.top_via  # noqa: B018  (a bad top Via is dropped, anything below it answered)
+        raise SipParseError("Bad Via", request) from None
+    first = fields[0]
+    if '"' not in first and "<" not in first and first.partition(",")[0].strip():
+        # Both views read the same text: spare the top Via a second parse.
+        request._cache["top-Via"] = (first, vias[0])
+
+
+def _all_plain_vias(fields: list[str]) -> bool:
+    count = 0
+    for field in fields:
+        if '"' in field or "<" in field:
+            return False
+        for value in field.split(","):
+            value = value.strip()
+            if value:
+                if not _PLAIN_VIA_RE.fullmatch(value):
+                    return False
+                count += 1
+    return count <= MAX_LIST_VALUES

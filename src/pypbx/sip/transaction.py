@@ -180,8 +180,10 @@ def _key_for(message: Message, method: str, *, server: bool) -> TransactionKey:
     via = message.top_via
     branch = via.branch or ""
     sent_by = _sent_by(via) if server else ""
-    if branch.startswith(MAGIC_COOKIE):
+    if branch.startswith(MAGIC_COOKIE) and len(branch) > len(MAGIC_COOKIE):
         return TransactionKey(branch, sent_by, method)
+    # No branch, a pre-3261 one, or the bare cookie with no identifier (RFC 4475 badbranch):
+    # fall back to RFC 2543 matching rather than let every such request share one key.
     return TransactionKey(branch, sent_by, method, message.call_id, message.cseq[0])
 
 

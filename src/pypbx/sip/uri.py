@@ -25,8 +25,9 @@ class SipURI:
     """A parsed ``sip:``/``sips:`` URI; ``host`` is stored without IPv6 brackets.
 
     For any other scheme only ``scheme`` and ``opaque`` (everything after the colon) are set.
-    A raw '?' in the user part (legal but unseen in practice) is read as the start of URI
-    headers, because raw '@' in URI headers (Replaces=id@host) is common.
+    A '?' before the '@' starts the URI headers when what precedes it is a valid hostport
+    (raw '@' in URI headers, Replaces=id@host, is common); otherwise it belongs to the user
+    part, where §25.1 allows it (RFC 4475 intmeth).
     Instances returned by message properties are shared caches: use ``copy()`` to modify.
     """
 
@@ -51,10 +52,11 @@ class SipURI:
             return cls(scheme=scheme, opaque=rest)
 
         # '@' cannot appear unescaped after the userinfo, but peers do put raw '@' in URI
-        # headers (Replaces=callid@host), so an '@' after the first '?' is not a userinfo end.
+        # headers (Replaces=callid@host): when a complete hostport precedes the first '?', a
+        # later '@' is not a userinfo end.
         at = rest.find("@")
         question = rest.find("?")
-        if 0 <= question < at:
+        if 0 <= question < at and _is_hostport(rest[:question]):
             at = -1
         user: str | None = None
         password: str | None = None
@@ -116,3 +118,12 @@ class SipURI:
         changes.setdefault("params", dict(self.params))
         changes.setdefault("headers", dict(self.headers))
         return replace(self, **changes)
+
+
+def _is_hostport(text: str) -> bool:
+    """Whether ``text`` reads as ``host[:port][;params]`` (the rare '?'-before-'@' case only)."""
+    try:
+        split_hostport(text.partition(";")[0], "URI")
+    except SipParseError:
+        return False
+    return True

@@ -61,7 +61,15 @@ class Via:
 
     @property
     def received(self) -> str | None:
-        return self.params.get("received")
+        """The received address; IPv6 brackets, which half the peers add, are removed.
+
+        RFC 5118 §4.5: via-received is a bare IPv6address, but accept it with or without
+        "[" "]" (the raw parameter is kept as sent, so it is relayed unchanged).
+        """
+        value = self.params.get("received")
+        if value and value[0] == "[" and value[-1] == "]":
+            return value[1:-1]
+        return value
 
     @property
     def has_rport(self) -> bool:
