@@ -37,7 +37,7 @@ DATA_DIR := ./data
 ADMIN_PASSWORD_FILE := $(DATA_DIR)/admin-password
 ARGS ?=
 
-.PHONY: help install run test lint peers bench clean
+.PHONY: help install run test lint peers bench soak clean
 
 help:
 	@echo "make install  create $(VENV) (Python >= 3.11) and install pypbx with its runtime deps"
@@ -45,7 +45,10 @@ help:
 	@echo "make test     install test deps, SIP peers and PostgreSQL if missing, lint, type-check,"
 	@echo "              run all tests (SQLite and a throwaway PostgreSQL; PYPBX_TEST_NO_PG=1 skips it)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
-	@echo "make bench    run the benchmarks in bench/ (not part of make test)"
+	@echo "make bench    run the benchmarks in bench/ (not part of make test; installs Kamailio,"
+	@echo "              Sippy, uvloop, py-spy for the reference runs: bench/setup.sh)"
+	@echo "make soak     calls with media for 10 min, watching pypbx memory and descriptors"
+	@echo "              (ARGS=\"--minutes N --rate R\")"
 	@echo "make clean    remove caches and build output (keeps $(VENV) and $(DATA_DIR))"
 
 $(BIN)/python:
@@ -134,9 +137,15 @@ test: peers $(TEST_STAMP) lint
 	PYTEST=$(BIN)/pytest scripts/run-tests.sh -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST) $(PYTEST_ARGS)
 
 bench: peers $(INSTALL_STAMP)
-	@found=0; for f in bench/*.py; do [ -e "$$f" ] || continue; found=1; \
+	bench/setup.sh
+	@found=0; for f in bench/*.py; do [ -e "$$f" ] || continue; \
+		case "$$f" in bench/soak.py) continue;; esac; found=1; \
 		echo "== $$f"; $(BIN)/python "$$f" || exit 1; done; \
 	[ $$found = 1 ] || echo "no benchmarks in bench/ yet"
+
+soak: peers $(INSTALL_STAMP)
+	bench/setup.sh
+	$(BIN)/python bench/soak.py $(ARGS)
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
