@@ -221,6 +221,9 @@ class Settings:
     rtp_ports: PortRange = DEFAULT_RTP_PORTS
     admin_password: str | None = None
     log_level: str = "INFO"
+    # "auto": uvloop when it is installed (it is a dependency on Linux and macOS), else
+    # asyncio's own loop; "uvloop" insists on it; "asyncio" never uses it.
+    event_loop: str = "auto"
     sip: SipSettings = field(default_factory=SipSettings)
     http_api: HttpApiSettings = field(default_factory=HttpApiSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
@@ -307,6 +310,16 @@ def parse_log_level(value: str, source: str) -> str:
     return level
 
 
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def parse_event_loop(value: str, source: str) -> str:
+    loop = value.strip().lower()
+    if loop not in EVENT_LOOPS:
+        raise ConfigError(f'invalid {source} "{value}": expected one of {", ".join(EVENT_LOOPS)}')
+    return loop
+
+
 def parse_db_url(value: str, source: str) -> str:
     if "://" not in value:
         # the value is not echoed: a mistyped URL may still contain a password
@@ -349,6 +362,7 @@ OPTIONS = (
         "admin_password", "--admin-password", "PYPBX_ADMIN_PASSWORD", "admin_password", _nonempty
     ),
     _Option("log_level", "--log-level", "PYPBX_LOG_LEVEL", "log_level", parse_log_level),
+    _Option("event_loop", "--event-loop", "PYPBX_EVENT_LOOP", "event_loop", parse_event_loop),
 )
 
 SECTIONS: dict[str, type[Any]] = {

@@ -124,6 +124,7 @@ LAYER_CASES = {
     ),
     "admin_password": ("c-pw", "e-pw", "t-pw", "c-pw", "e-pw", "t-pw"),
     "log_level": ("debug", "WARNING", "error", "DEBUG", "WARNING", "ERROR"),
+    "event_loop": ("asyncio", "UVLOOP", "auto", "asyncio", "uvloop", "auto"),
 }
 
 
@@ -438,3 +439,15 @@ def test_python_dash_m_pypbx() -> None:
         [sys.executable, "-m", "pypbx", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == f"pypbx {__version__}"
+
+
+def test_event_loop_choice_is_checked_and_auto_takes_uvloop_when_installed() -> None:
+    import uvloop
+
+    from pypbx.cli import event_loop_factory
+
+    with pytest.raises(ConfigError, match="expected one of auto, uvloop, asyncio"):
+        load_settings(ns(), {"PYPBX_EVENT_LOOP": "trio"})
+    assert event_loop_factory("asyncio") is None
+    assert event_loop_factory("auto") is uvloop.new_event_loop
+    assert event_loop_factory("uvloop") is uvloop.new_event_loop
