@@ -33,6 +33,8 @@ _log = logging.getLogger(__name__)
 
 # Bytes 2-11 of the RTP header: sequence, timestamp, SSRC.
 _SEQ_TS_SSRC = struct.Struct("!HII")
+# Bytes 1-11: marker and payload type, then the same; rewritten with one call per packet.
+_MPT_SEQ_TS_SSRC = struct.Struct("!BHII")
 _EXTENSION_WORDS = struct.Struct("!H")
 
 _CODECS = ("PCMU", "PCMA")
@@ -152,7 +154,8 @@ class RelayDirection:
             packet[12:end] = packet[12:end].translate(table)
         sequence, timestamp, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
         now = endpoint.received_at
-        output = self.sink.output
+        sink = self.sink
+        output = sink.output
         if ssrc != self._in_ssrc or output.writer is not self:
             start_seq, start_ts = output.handover(self, now)
             self._in_ssrc = ssrc
@@ -162,11 +165,18 @@ class RelayDirection:
                 second |= 0x80  # new talkspurt for the phone's jitter buffer
         out_seq = (sequence + self._seq_offset) & 0xFFFF
         out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
+        # RtpOutputStream.advance(), inlined (a Python call per packet of every call): the
+        # stream's newest sequence and timestamp move forward only, never back on reordering.
+        if (out_seq - output.sequence) & 0xFFFF < 0x8000:
+            output.sequence = out_seq
+        if (out_ts - output.timestamp) & 0xFFFFFFFF < 0x80000000:
+            output.timestamp = out_ts
+            output.sent_at = now
         packet[0] = first
-        packet[1] = (second & 0x80) | out_type
-        _SEQ_TS_SSRC.pack_into(packet, 2, out_seq, out_ts, output.ssrc)
-        output.advance(out_seq, out_ts, now)
-        self.sink.send(packet)
+        _MPT_SEQ_TS_SSRC.pack_into(
+            packet, 1, (second & 0x80) | out_type, out_seq, out_ts, output.ssrc
+        )
+        sink.send(packet)
 
 
 class Bridge:

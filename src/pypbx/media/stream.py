@@ -59,7 +59,10 @@ class RtpOutputStream:
         return sequence, (self.timestamp + max(elapsed, self._frame_samples)) & _TS_MASK
 
     def advance(self, sequence: int, timestamp: int, now: float) -> None:
-        """Record a packet sent on the stream; older (reordered) values never move it back."""
+        """Record a packet sent on the stream; older (reordered) values never move it back.
+
+        `RelayDirection.relay` inlines this for every relayed packet: keep the two in step.
+        """
         if (sequence - self.sequence) & _SEQ_MASK < 0x8000:
             self.sequence = sequence
         if (timestamp - self.timestamp) & _TS_MASK < 0x80000000:

@@ -158,7 +158,8 @@ class LegMedia:
             leg.inbound = InboundAudio(
                 leg.codec, lambda digit: self.b2bua.on_digit(leg, digit), inband=inband
             )
-            leg.endpoint.add_tap(leg.inbound)
+            # it watches what the phone sends only: spare every packet sent to it the call
+            leg.endpoint.add_tap(leg.inbound, outbound=False)
         elif leg.inbound.codec != leg.codec or leg.inbound.inband != inband:
             leg.inbound.set_codec(leg.codec, inband=inband)
 
