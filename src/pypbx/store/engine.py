@@ -3,12 +3,15 @@
 SQLite needs per-connection setup that PostgreSQL does not: foreign keys are off by
 default, WAL must be asked for (so history queries do not stall registrations), a busy
 timeout stops concurrent writers from failing at once, and the driver's own transaction
-handling must be replaced by plain BEGIN so that DDL (migrations) is transactional too.
+handling must be replaced by our own BEGIN so that DDL (migrations) is transactional too
+(and so that a transaction that writes takes the write lock up front: see
+`_configure_sqlite`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,11 @@ _DRIVERS = {
 }
 
 _BUSY_TIMEOUT_MS = 10_000
+
+# Statements that need the write lock; a transaction that starts with one begins IMMEDIATE.
+_WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
+# Set (in the connection's info) from SQLAlchemy's "begin" until the first statement.
+_BEGIN_PENDING = "pypbx_begin_pending"
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -92,8 +100,18 @@ def _switch_to_wal(cursor: Any) -> None:
 
 
 def _configure_sqlite(engine: AsyncEngine, *, migrating: bool) -> None:
+    """Connection setup, and transactions that begin as their first statement needs.
+
+    A transaction that writes takes the write lock when it begins (BEGIN IMMEDIATE), and
+    waits for it under busy_timeout. A deferred transaction instead takes the lock at its
+    first write, and if it has read anything before that, SQLite cannot wait: it fails at
+    once with "database is locked". Reading first is easy to do unawares: preparing an
+    INSERT into call_history has FTS5 read its own tables (the General search index's
+    trigger). So SQLAlchemy's begin only marks the transaction as pending, and its first
+    statement issues BEGIN IMMEDIATE if it writes, plain BEGIN (readers never wait for a
+    writer in WAL mode) if it reads. The migrating engine always begins IMMEDIATE.
+    """
     foreign_keys = "OFF" if migrating else "ON"
-    begin = "BEGIN IMMEDIATE" if migrating else "BEGIN"
 
     def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         # Autocommit at the driver level: no implicit BEGIN, so PRAGMAs take effect here
@@ -112,7 +130,24 @@ def _configure_sqlite(engine: AsyncEngine, *, migrating: bool) -> None:
             cursor.close()
 
     def on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(begin)
+        if migrating:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.info[_BEGIN_PENDING] = True
+
+    def before_statement(
+        conn: Connection, cursor: Any, statement: str, *args: Any, **kwargs: Any
+    ) -> None:
+        if conn.info.pop(_BEGIN_PENDING, False):
+            cursor.execute("BEGIN IMMEDIATE" if _WRITES.match(statement) else "BEGIN")
+
+    def on_end(conn: Connection) -> None:
+        # A transaction without statements never began in SQLite: nothing was pending on
+        # the driver (its commit and rollback are no-ops outside a transaction).
+        conn.info.pop(_BEGIN_PENDING, None)
 
     event.listen(engine.sync_engine, "connect", on_connect)
     event.listen(engine.sync_engine, "begin", on_begin)
+    event.listen(engine.sync_engine, "before_cursor_execute", before_statement)
+    event.listen(engine.sync_engine, "commit", on_end)
+    event.listen(engine.sync_engine, "rollback", on_end)

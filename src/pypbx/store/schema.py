@@ -118,6 +118,49 @@ call_history = sa.Table(
     sa.Index("ix_call_history_state", "state"),
 )
 
+# GetCallHistory's State filter compares case-insensitively; this index serves it, already
+# in the page's order on SQLite (start_time, then the rowid every index ends with). The
+# PostgreSQL planner counts from an expression index without reading the table only when
+# the column itself is in the index too, hence INCLUDE (state) there.
+sa.Index(
+    "ix_call_history_lower_state",
+    sa.func.lower(call_history.c.state),
+    call_history.c.start_time,
+    postgresql_include=["state"],
+)
+
+# -- the General filter's substring index (created by migration 0004, not from metadata) --
+#
+# A case-insensitive substring search over these columns cannot use a b-tree index, so
+# each backend gets its own trigram index, with names that start with HISTORY_SEARCH:
+# - SQLite: an FTS5 `trigram` table (external content: call_history itself) and a queue of
+#   the ids of rows not indexed yet, kept by triggers on call_history. Triggers only queue
+#   a written row; a full queue is indexed in one statement (FTS5 writes a segment per
+#   statement, which per history row would cost more than the row). Every row is in exactly
+#   one of the two, so a search reads the index and the (short) queue. To rebuild the
+#   index, empty the queue in the same transaction as FTS5's 'rebuild'. A migration that
+#   rebuilds call_history (batch mode) drops the triggers with it and must recreate them.
+# - PostgreSQL: a pg_trgm GIN index on the columns (it serves ILIKE, which is what the
+#   filter's icontains becomes there), when the extension is available.
+# Both only narrow the candidates; the filter still applies its LIKE, so the result is
+# the same with or without them.
+HISTORY_SEARCH_COLUMNS = ("source", "destination", "dialed", "caller_id", "call_id")
+HISTORY_SEARCH = "call_history_search"
+
+# The SQLite tables as a query names them (FTS5's `rowid`; the table name for MATCH).
+call_history_search = sa.table(HISTORY_SEARCH, sa.column("rowid"), sa.column(HISTORY_SEARCH))
+call_history_search_queue = sa.table(f"{HISTORY_SEARCH}_queue", sa.column("id"))
+
+
+def is_history_search_object(name: str | None) -> bool:
+    """Whether a table, trigger or index belongs to the General search index.
+
+    Such objects exist only on some backends and are not in `metadata`, so schema
+    comparisons (the migrations test, autogenerate) must leave them out.
+    """
+    return name is not None and name.startswith(HISTORY_SEARCH)
+
+
 settings = sa.Table(
     "settings",
     metadata,

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pypbx.store import rows
 from pypbx.store.engine import make_engine, normalize_url, sqlite_file
-from pypbx.store.history_filter import history_conditions
+from pypbx.store.history_filter import has_text_index, history_conditions
 from pypbx.store.migrate import upgrade_to_head
 from pypbx.store.records import (
     MESSAGE_FINAL_STATES,
@@ -70,6 +70,7 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._extensions = _ExtensionCache()
+        self._history_text_index: bool | None = None  # see query_history
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -348,7 +349,10 @@ class Store:
             raise ValueError("page must be >= 0")
         if q.rows_per_page < 1:
             raise ValueError("rows_per_page must be >= 1")
-        conditions = history_conditions(q)
+        if self._history_text_index is None:  # the schema is fixed once the store is open
+            async with self._engine.connect() as conn:
+                self._history_text_index = await has_text_index(conn)
+        conditions = history_conditions(q, self._history_text_index)
         count_statement = sa.select(sa.func.count()).select_from(call_history).where(*conditions)
         page_statement = (
             sa.select(call_history)

@@ -16,7 +16,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from pypbx.store.engine import make_engine, normalize_url
-from pypbx.store.schema import metadata
+from pypbx.store.schema import is_history_search_object, metadata
 
 config = context.config
 
@@ -28,6 +28,9 @@ def _configure(connection: Connection) -> None:
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # the General search index exists only where the backend supports it and is not in
+        # `metadata`: autogenerate must not propose dropping it
+        include_name=lambda name, _type, _parents: not is_history_search_object(name),
     )
 
 
