@@ -6,6 +6,7 @@ full request target; this logger writes the same kind of line with passwords mas
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import unquote_plus
 
 from aiohttp.abc import AbstractAccessLogger
@@ -39,6 +40,11 @@ def redact_target(target: str) -> str:
 
 class RedactingAccessLogger(AbstractAccessLogger):
     """`remote "METHOD target HTTP/x.y" status bytes seconds "user-agent"`, password-free."""
+
+    @property
+    def enabled(self) -> bool:
+        """Below INFO nothing is written, so aiohttp skips the redaction (and timing) too."""
+        return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         version = f"{request.version.major}.{request.version.minor}"

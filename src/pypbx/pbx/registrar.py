@@ -1,7 +1,8 @@
 """The registrar (RFC 3261 §10.3): where each extension's phones can be reached.
 
-Bindings live in memory for routing speed and are written through to the store so a
-restart keeps every phone reachable without waiting for it to re-register.
+Bindings live in memory for routing speed and are written behind to the store (batched,
+see `pypbx.store.binding_writer`) so a restart keeps every phone reachable without waiting
+for it to re-register, and a REGISTER costs no database round trip of its own.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class Registrar:
         """Forget an extension's phones (removed, disabled, or credentials changed)."""
         if self._bindings.pop(extension_id, None):
             log.info("dropped registrations of extension %s", extension_id)
-        await self.store.delete_bindings(extension_id)
+        await self.store.registrations.drop(extension_id)
 
     # ----------------------------------------------------------------- REGISTER
     async def handle(self, event: RequestReceived) -> None:
@@ -160,7 +161,7 @@ class Registrar:
             response.headers.add("Contact", f"<{binding.contact}>;expires={remaining}")
         response.headers.add("Date", now.strftime("%a, %d %b %Y %H:%M:%S GMT"))
         self.stack.send_response(response)
-        await self._persist(extension.id, changed, event, request)
+        self._persist(extension, changed, event, request)
 
     def _apply(self, request: Request, ext_id: str, source: Addr, transport: str) -> list[str]:
         """Update the in-memory bindings; returns the contacts that changed."""
@@ -204,7 +205,9 @@ class Registrar:
                 )
             changed.append(key)
         bindings = sorted(current.values(), key=lambda b: b.expires_at)
+        evicted = bindings[:-MAX_BINDINGS_PER_EXTENSION]
         self._bindings[ext_id] = bindings[-MAX_BINDINGS_PER_EXTENSION:]
+        changed.extend(b.contact for b in evicted if b.contact not in changed)
         return changed
 
     def _expires_of(self, contact: Address, header_expires: int | None) -> int:
@@ -227,25 +230,28 @@ class Registrar:
             raise _RegisterError(423, "Interval Too Brief")
         return min(expires, self.max_expires)
 
-    async def _persist(
-        self, ext_id: str, changed: list[str], event: RequestReceived, request: Request
+    def _persist(
+        self,
+        extension: ExtensionRecord,
+        changed: list[str],
+        event: RequestReceived,
+        request: Request,
     ) -> None:
-        try:
-            live = {b.contact: b for b in self.bindings(ext_id)}
-            for contact in changed:
-                if contact in live:
-                    await self.store.save_binding(live[contact].to_record())
-                else:
-                    await self.store.delete_binding(ext_id, contact)
-            if changed and live:
-                transport = event.transport.capitalize()
-                await self.store.set_extension_runtime(
-                    ext_id,
-                    last_ip=f"{event.source[0]}:{event.source[1]} ({transport})",
-                    user_agent=request.headers.get("User-Agent") or "",
-                )
-        except Exception:
-            log.exception("persisting registration of %s failed", ext_id)
+        """Queue the changed bindings, and where the phone is, if that moved, for writing."""
+        ext_id = extension.id
+        writer = self.store.registrations
+        live = {b.contact: b for b in self._bindings.get(ext_id, ())}
+        for contact in changed:
+            binding = live.get(contact)
+            if binding is not None:
+                writer.save(binding.to_record())
+            else:
+                writer.delete(ext_id, contact)
+        if changed and live:
+            last_ip = f"{event.source[0]}:{event.source[1]} ({event.transport.capitalize()})"
+            user_agent = request.headers.get("User-Agent") or ""
+            if (last_ip, user_agent) != (extension.last_ip, extension.user_agent):
+                self.store.note_extension_runtime(ext_id, last_ip=last_ip, user_agent=user_agent)
 
 
 def credentials_fingerprint(ext: ExtensionRecord) -> tuple[str, ...]:

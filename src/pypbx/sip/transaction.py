@@ -211,7 +211,12 @@ def _stamp_via(request: Request, source: Addr) -> None:
     params["received"] = host  # RFC 3581: always when rport was asked for, even if equal
     if via.has_rport:
         params["rport"] = str(port)
-    request.top_via = via.copy(params=params)
+    stamped = via.copy(params=params)
+    fields = request.headers.get_fields("Via")
+    if "," in fields[0]:  # the top Via shares its field with others: rewrite them all
+        request.top_via = stamped
+    else:  # only the top field changes; the others stay as received, unparsed
+        request.headers.replace_all("Via", [str(stamped), *fields[1:]])
 
 
 def via_destination(via: Via) -> Addr:

@@ -14,6 +14,8 @@ import copy
 import dataclasses
 import logging
 import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -24,8 +26,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pypbx.store import rows
+from pypbx.store.binding_writer import BindingWriter, Runtime
 from pypbx.store.engine import make_engine, normalize_url, sqlite_file
 from pypbx.store.history_filter import has_text_index, history_conditions
+from pypbx.store.history_writer import HistoryWriter
 from pypbx.store.migrate import upgrade_to_head
 from pypbx.store.records import (
     MESSAGE_FINAL_STATES,
@@ -52,6 +56,8 @@ from pypbx.store.schema import (
 logger = logging.getLogger(__name__)
 
 _NUMERIC = re.compile(r"[0-9]+")
+_RELOAD_INTERVAL = 2.0  # seconds between full reloads of the extension cache
+_IN_CHUNK = 500  # values per IN (...): well under every backend's bound-parameter limit
 
 
 def _extension_order(ext: ExtensionRecord) -> tuple[int, int, str]:
@@ -71,6 +77,12 @@ class Store:
         self._engine = engine
         self._extensions = _ExtensionCache()
         self._history_text_index: bool | None = None  # see query_history
+        # Calls queue their history rows here; every history read below flushes it first.
+        self.history = HistoryWriter(self)
+        # REGISTERs queue their bindings and runtime info here (see binding_writer).
+        self.registrations = BindingWriter(self)
+        self._history_upserts: dict[tuple[str, ...], sa.Insert] = {}
+        self._binding_upserts: dict[tuple[str, ...], sa.Insert] = {}
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -101,6 +113,8 @@ class Store:
         return cls(engine)
 
     async def close(self) -> None:
+        await self.registrations.close()
+        await self.history.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Store:
@@ -150,15 +164,16 @@ class Store:
             raise AlreadyExistsError(f"extension {ext.id!r} already exists") from exc
         finally:
             self._extensions.invalidate()
+        self.registrations.forget(ext.id)  # queued for an earlier extension of that id
 
     async def get_extension(self, ext_id: str) -> ExtensionRecord | None:
         hit, cached = self._extensions.get(("id", ext_id))
-        if hit:
+        if hit or self._extensions.complete:
             return cached
-        generation = self._extensions.generation
+        stamp = self._extensions.stamp
         found = await self._read(sa.select(extensions).where(extensions.c.id == ext_id))
-        record = rows.extension_from_row(found[0]) if found else None
-        return self._extensions.put(("id", ext_id), record, generation)
+        record = self._with_runtime(rows.extension_from_row(found[0])) if found else None
+        return self._extensions.put(("id", ext_id), record, stamp)
 
     async def find_extension_by_auth_name(self, name: str) -> ExtensionRecord | None:
         """The extension a SIP client authenticates as.
@@ -170,9 +185,11 @@ class Store:
         if not name:
             return None
         hit, cached = self._extensions.get(("auth", name))
-        if hit:
+        if hit or self._extensions.complete:
             return cached
-        generation = self._extensions.generation
+        if await self._load_all_extensions():
+            return self._extensions.get(("auth", name))[1]
+        stamp = self._extensions.stamp
         c = extensions.c
         statement = (
             sa.select(extensions, (c.authorization_name == name).label("_by_auth"))
@@ -186,8 +203,32 @@ class Store:
             .limit(1)
         )
         found = await self._read(statement)
-        record = rows.extension_from_row(found[0]) if found else None
-        return self._extensions.put(("auth", name), record, generation)
+        record = self._with_runtime(rows.extension_from_row(found[0])) if found else None
+        return self._extensions.put(("auth", name), record, stamp)
+
+    async def _load_all_extensions(self) -> bool:
+        """Fill the cache with every extension, so lookups never query; False if not now.
+
+        After a change it is worth it only if lookups come faster than changes: a reload
+        is at most once per `_RELOAD_INTERVAL` (single lookups query meanwhile), so
+        adding a thousand extensions one by one never reloads the table a thousand times.
+        """
+        cache = self._extensions
+        now = time.monotonic()
+        if now - cache.loaded_at < _RELOAD_INTERVAL:
+            return False
+        cache.loaded_at = now
+        generation = cache.begin_load()
+        found = await self._read(sa.select(extensions))
+        records = [self._with_runtime(rows.extension_from_row(row)) for row in found]
+        return cache.fill(records, generation)
+
+    def _with_runtime(self, record: ExtensionRecord) -> ExtensionRecord:
+        """The record with runtime info still queued for writing (the API shows it)."""
+        queued = self.registrations.pending_runtime(record.id)
+        if queued is not None:
+            record.last_ip, record.user_agent = queued
+        return record
 
     async def update_extension(self, ext: ExtensionRecord) -> None:
         """Replace the configuration of an existing extension; NotFoundError if missing.
@@ -208,6 +249,7 @@ class Store:
 
     async def remove_extension(self, ext_id: str) -> bool:
         """Delete (its bindings go with it); False if there was no such extension."""
+        self.registrations.forget(ext_id)
         removed = await self._write(sa.delete(extensions).where(extensions.c.id == ext_id))
         self._extensions.invalidate()
         return removed > 0
@@ -221,7 +263,9 @@ class Store:
         statement = sa.select(extensions)
         if type is not None:
             statement = statement.where(extensions.c.type == type)
-        found = [rows.extension_from_row(row) for row in await self._read(statement)]
+        found = [
+            self._with_runtime(rows.extension_from_row(row)) for row in await self._read(statement)
+        ]
         return sorted(found, key=_extension_order)
 
     async def set_extension_runtime(self, ext_id: str, *, last_ip: str, user_agent: str) -> None:
@@ -232,9 +276,15 @@ class Store:
             .values(last_ip=last_ip, user_agent=user_agent)
         )
         changed = await self._write(statement)
-        self._extensions.invalidate()
+        self._extensions.patch_runtime(ext_id, (last_ip, user_agent))
         if changed == 0:
             logger.debug("runtime info for unknown extension %r ignored", ext_id)
+
+    def note_extension_runtime(self, ext_id: str, *, last_ip: str, user_agent: str) -> None:
+        """`set_extension_runtime` written behind (see `registrations`); readers see it
+        at once. Not a configuration change: cached lookups stay."""
+        self.registrations.runtime(ext_id, last_ip, user_agent)
+        self._extensions.patch_runtime(ext_id, (last_ip, user_agent))
 
     # -- office users -------------------------------------------------------------------
 
@@ -304,6 +354,61 @@ class Store:
         )
         return [rows.binding_from_row(row) for row in found]
 
+    async def write_registrations(
+        self,
+        saves: Sequence[BindingRecord],
+        deletes: Sequence[tuple[str, str]],
+        runtime: Mapping[str, Runtime],
+    ) -> None:
+        """Upsert `saves`, delete `deletes` ((extension id, contact) pairs) and set the
+        runtime info (extension id -> (last_ip, user_agent)), in one transaction: all or
+        nothing (IntegrityError if a saved binding's extension is gone). The BindingWriter's
+        way of writing; one executemany per kind with statements built once."""
+        b = bindings.c
+        async with self._engine.begin() as conn:
+            if saves:
+                values = [rows.binding_values(rec) for rec in saves]
+                await conn.execute(self._binding_upsert(tuple(values[0])), values)
+            if deletes:
+                await conn.execute(
+                    sa.delete(bindings).where(
+                        b.extension_id == sa.bindparam("b_ext"),
+                        b.contact == sa.bindparam("b_contact"),
+                    ),
+                    [{"b_ext": ext, "b_contact": contact} for ext, contact in deletes],
+                )
+            if runtime:
+                await conn.execute(
+                    sa.update(extensions)
+                    .where(extensions.c.id == sa.bindparam("b_id"))
+                    .values(last_ip=sa.bindparam("b_ip"), user_agent=sa.bindparam("b_ua")),
+                    [
+                        {"b_id": ext_id, "b_ip": ip, "b_ua": ua}
+                        for ext_id, (ip, ua) in runtime.items()
+                    ],
+                )
+
+    def _binding_upsert(self, names: tuple[str, ...]) -> sa.Insert:
+        """The parameterless upsert of a binding setting `names`, built once."""
+        statement = self._binding_upserts.get(names)
+        if statement is None:
+            keys = ("extension_id", "contact")
+            if self._engine.dialect.name == "postgresql":
+                pg_stmt = postgresql.insert(bindings)
+                excluded = pg_stmt.excluded
+                statement = pg_stmt.on_conflict_do_update(
+                    index_elements=keys, set_={n: excluded[n] for n in names if n not in keys}
+                )
+            else:
+                lite_stmt = sqlite.insert(bindings)
+                lite_excluded = lite_stmt.excluded
+                statement = lite_stmt.on_conflict_do_update(
+                    index_elements=keys,
+                    set_={n: lite_excluded[n] for n in names if n not in keys},
+                )
+            self._binding_upserts[names] = statement
+        return statement
+
     async def purge_expired_bindings(self, now: datetime) -> int:
         """Delete bindings whose expiry is at or before `now`; returns how many."""
         cutoff = rows.to_db_time(now, "now")
@@ -325,6 +430,47 @@ class Store:
     async def finish_history(self, rec: CallHistoryRecord) -> None:
         """Write the final row of a call: update by call id, or insert if it never started."""
         await self._write(self._upsert(call_history, rows.history_values(rec), ["call_id"]))
+
+    async def write_history_batch(
+        self, starts: Sequence[CallHistoryRecord], finishes: Sequence[CallHistoryRecord]
+    ) -> None:
+        """`start_history` for each of `starts`, then `finish_history` for each of
+        `finishes`, in one transaction: all rows or none (IntegrityError, say, if a started
+        call id is already in the history). The HistoryWriter's way of writing.
+
+        One executemany per kind with statements built once: building and compiling a
+        statement per row was most of the cost of a history write.
+        """
+        start_rows = [rows.history_values(rec) for rec in starts]
+        # One upsert may touch a row only once (PostgreSQL): the last end of a call wins,
+        # as it would have one statement after the other.
+        last_finish = {rec.call_id: rec for rec in finishes}
+        finish_rows = [rows.history_values(rec) for rec in last_finish.values()]
+        async with self._engine.begin() as conn:
+            if start_rows:
+                await conn.execute(sa.insert(call_history), start_rows)
+            if finish_rows:
+                await conn.execute(self._history_upsert(tuple(finish_rows[0])), finish_rows)
+
+    def _history_upsert(self, names: tuple[str, ...]) -> sa.Insert:
+        """The parameterless upsert by call id setting `names`, built once per column set."""
+        statement = self._history_upserts.get(names)
+        if statement is None:
+            updates = [name for name in names if name != "call_id"]
+            if self._engine.dialect.name == "postgresql":
+                pg_stmt = postgresql.insert(call_history)
+                statement = pg_stmt.on_conflict_do_update(
+                    index_elements=["call_id"],
+                    set_={name: pg_stmt.excluded[name] for name in updates},
+                )
+            else:
+                lite_stmt = sqlite.insert(call_history)
+                statement = lite_stmt.on_conflict_do_update(
+                    index_elements=["call_id"],
+                    set_={name: lite_stmt.excluded[name] for name in updates},
+                )
+            self._history_upserts[names] = statement
+        return statement
 
     async def close_unfinished_history(self, state: str, end_time: datetime) -> int:
         """Mark calls left in progress by a crash as ended; returns how many.
@@ -349,6 +495,7 @@ class Store:
             raise ValueError("page must be >= 0")
         if q.rows_per_page < 1:
             raise ValueError("rows_per_page must be >= 1")
+        await self.history.flush()
         if self._history_text_index is None:  # the schema is fixed once the store is open
             async with self._engine.connect() as conn:
                 self._history_text_index = await has_text_index(conn)
@@ -367,10 +514,20 @@ class Store:
         return int(total or 0), [rows.history_from_row(row) for row in page]
 
     async def call_id_exists(self, call_id: str) -> bool:
-        found = await self._read(
-            sa.select(call_history.c.id).where(call_history.c.call_id == call_id)
-        )
-        return bool(found)
+        return bool(await self.taken_call_ids([call_id]))
+
+    async def taken_call_ids(self, call_ids: Iterable[str]) -> set[str]:
+        """Those of `call_ids` already in the history (rows still queued count too)."""
+        await self.history.flush()
+        wanted = list(dict.fromkeys(call_ids))
+        taken: set[str] = set()
+        c = call_history.c
+        async with self._engine.connect() as conn:
+            for first in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[first : first + _IN_CHUNK]
+                result = await conn.execute(sa.select(c.call_id).where(c.call_id.in_(chunk)))
+                taken.update(result.scalars())
+        return taken
 
     # -- settings -----------------------------------------------------------------------
 
@@ -497,18 +654,26 @@ class _ExtensionCache:
     """Extension lookups kept in memory: every call and REGISTER needs one or two.
 
     This process is the only writer of its extensions (every change goes through this
-    Store), so dropping everything on each write keeps it exact. A lookup that raced with a
-    write is not stored (the generation moved on meanwhile). Callers get copies, so editing a
-    returned record cannot change the cache. Unknown names are cached too (a flood of
-    REGISTERs for made-up users must not become a flood of queries), within a size bound.
-    When several nodes share one database (scale-out), this cache needs their invalidation.
+    Store), so dropping everything on each configuration change keeps it exact; runtime
+    info (where a phone registered from) is patched in place instead, since a REGISTER must
+    not cost the next one its lookup. A lookup that raced with a write is not stored (the
+    stamp moved on meanwhile). Callers get copies, so editing a returned record cannot
+    change the cache. Usually the whole table is in (`fill`, `complete`): then a name not
+    here is unknown without a query, so a flood of REGISTERs for made-up users costs no
+    queries; otherwise unknown names are cached one by one, within a size bound. When
+    several nodes share one database (scale-out), this cache needs their invalidation.
     """
 
     MAX_ENTRIES = 10_000
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], ExtensionRecord | None] = {}
-        self.generation = 0
+        self._keys: dict[str, set[tuple[str, str]]] = {}  # extension id -> its entries
+        self.generation = 0  # configuration changes
+        self.stamp = 0  # any change, runtime info included
+        self.complete = False  # every extension is in: a miss means "no such extension"
+        self.loaded_at = float("-inf")  # time.monotonic() of the last full load
+        self._patched: dict[str, tuple[str, str]] | None = None  # runtime during a load
 
     def get(self, key: tuple[str, str]) -> tuple[bool, ExtensionRecord | None]:
         if key not in self._entries:
@@ -516,17 +681,62 @@ class _ExtensionCache:
         return True, _copy(self._entries[key])
 
     def put(
-        self, key: tuple[str, str], record: ExtensionRecord | None, generation: int
+        self, key: tuple[str, str], record: ExtensionRecord | None, stamp: int
     ) -> ExtensionRecord | None:
-        if generation == self.generation:
+        if stamp == self.stamp:
             if len(self._entries) >= self.MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[key] = _copy(record)
+                self._clear()
+            self._store(key, _copy(record))
         return record
 
+    def begin_load(self) -> int:
+        """Start reading the whole table for `fill`; returns the generation to pass it."""
+        self._patched = {}
+        return self.generation
+
+    def fill(self, records: list[ExtensionRecord], generation: int) -> bool:
+        """Hold exactly `records`, read since `begin_load`, plus the runtime info changed
+        meanwhile; False if the configuration changed meanwhile or they are too many."""
+        patched, self._patched = self._patched or {}, None
+        if generation != self.generation or 2 * len(records) > self.MAX_ENTRIES:
+            return False
+        self._clear()
+        for record in records:
+            if record.id in patched:
+                record.last_ip, record.user_agent = patched[record.id]
+        # the auth name precedence of find_extension_by_auth_name: an explicit
+        # authorization name first, then the lowest id
+        for record in sorted(records, key=lambda r: (r.authorization_name == "", r.id)):
+            self._store(("id", record.id), record)
+            name = record.authorization_name or record.username
+            if name and ("auth", name) not in self._entries:
+                self._store(("auth", name), record)
+        self.complete = True
+        return True
+
+    def patch_runtime(self, ext_id: str, runtime: tuple[str, str]) -> None:
+        self.stamp += 1
+        if self._patched is not None:
+            self._patched[ext_id] = runtime
+        for key in self._keys.get(ext_id, ()):
+            record = self._entries.get(key)
+            if record is not None and record.id == ext_id:
+                record.last_ip, record.user_agent = runtime
+
     def invalidate(self) -> None:
-        self._entries.clear()
+        self._clear()
         self.generation += 1
+        self.stamp += 1
+
+    def _store(self, key: tuple[str, str], record: ExtensionRecord | None) -> None:
+        self._entries[key] = record
+        if record is not None:
+            self._keys.setdefault(record.id, set()).add(key)
+
+    def _clear(self) -> None:
+        self._entries.clear()
+        self._keys.clear()
+        self.complete = False
 
 
 def _copy(record: ExtensionRecord | None) -> ExtensionRecord | None:

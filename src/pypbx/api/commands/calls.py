@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from datetime import tzinfo
+from functools import lru_cache
+from operator import attrgetter
 
 from pypbx.api import validators as v
 from pypbx.api.context import CommandContext, Dialect
 from pypbx.api.registry import Command, Param
 from pypbx.api.status import ApiError, Status
 from pypbx.api.timefmt import o10_seconds, plain_timestamp, xe_seconds, xe_timestamp
-from pypbx.api.xmlout import Node, container, leaf
+from pypbx.api.xmlout import Node, Records
 from pypbx.pbx.control import (
     ActiveCallInfo,
     CallNotFoundError,
@@ -20,47 +23,79 @@ from pypbx.pbx.control import (
 CALL_ID = Param("CallId", mandatory=True, validator=v.call_id)
 
 
-def _xe_call(call: ActiveCallInfo, ctx: CommandContext) -> Node:
-    return container(
-        "CallInfo",
-        [
-            leaf("CallState", call.state.value),
-            leaf("CallId", call.call_id),
-            leaf("Source", call.source),
-            leaf("CallerId", call.caller_id),
-            leaf("Destination", call.destination),
-            leaf("StartTime", xe_timestamp(call.start_time, ctx.settings.timezone)),
-            leaf("RingDuration", xe_seconds(call.ring_duration)),
-            leaf("TalkDuration", xe_seconds(call.talk_duration)),
-        ],
+# Clients poll ListActiveCalls, and a call's start never changes: formatting it (a
+# local-time conversion, then strftime) was most of the cost of a long listing, so each
+# formatted start is remembered, keyed by moment and zone.
+_xe_start = lru_cache(maxsize=8192)(xe_timestamp)
+_o10_start = lru_cache(maxsize=8192)(plain_timestamp)
+
+
+XE_FIELDS = (
+    "CallState",
+    "CallId",
+    "Source",
+    "CallerId",
+    "Destination",
+    "StartTime",
+    "RingDuration",
+    "TalkDuration",
+)
+O10_FIELDS = (
+    "CallId",
+    "Source",
+    "CallerId",
+    "Destination",
+    "CallerDialed",
+    "CalleeDialed",
+    "StartTime",
+    "RingDuration",
+    "TalkDuration",
+    "CallState",
+)
+
+
+def _xe_call(call: ActiveCallInfo, zone: tzinfo | None) -> tuple[str, ...]:
+    """XE_FIELDS' texts for one call."""
+    return (
+        call.state.value,
+        call.call_id,
+        call.source,
+        call.caller_id,
+        call.destination,
+        _xe_start(call.start_time, zone),
+        xe_seconds(call.ring_duration),
+        xe_seconds(call.talk_duration),
     )
 
 
-def _o10_call(call: ActiveCallInfo, ctx: CommandContext) -> Node:
-    return container(
-        "Call",
-        [
-            leaf("CallId", call.call_id),
-            leaf("Source", call.source),
-            leaf("CallerId", call.caller_id),
-            leaf("Destination", call.destination),
-            leaf("CallerDialed", call.caller_dialed),
-            leaf("CalleeDialed", call.callee_dialed),
-            leaf("StartTime", plain_timestamp(call.start_time, ctx.settings.timezone)),
-            leaf("RingDuration", o10_seconds(call.ring_duration)),
-            leaf("TalkDuration", o10_seconds(call.talk_duration)),
-            leaf("CallState", call.state.value),
-        ],
+def _o10_call(call: ActiveCallInfo, zone: tzinfo | None) -> tuple[str, ...]:
+    """O10_FIELDS' texts for one call."""
+    return (
+        call.call_id,
+        call.source,
+        call.caller_id,
+        call.destination,
+        call.caller_dialed,
+        call.callee_dialed,
+        _o10_start(call.start_time, zone),
+        o10_seconds(call.ring_duration),
+        o10_seconds(call.talk_duration),
+        call.state.value,
     )
 
 
 async def list_active_calls(ctx: CommandContext) -> list[Node]:
-    render = _xe_call if ctx.dialect is Dialect.XE else _o10_call
+    """Rendered from rows of texts (`Records`), as this may list thousands of calls."""
+    zone = ctx.settings.timezone
     calls = sorted(
         (call for call in ctx.pbx.active_calls() if not call.state.is_final),
-        key=lambda call: call.start_time,
+        key=attrgetter("start_time"),
     )
-    return [container("ActiveCalls", (render(call, ctx) for call in calls))]
+    if ctx.dialect is Dialect.XE:
+        rows = [_xe_call(call, zone) for call in calls]
+        return [Records("ActiveCalls", row_name="CallInfo", fields=XE_FIELDS, rows=rows)]
+    rows = [_o10_call(call, zone) for call in calls]
+    return [Records("ActiveCalls", row_name="Call", fields=O10_FIELDS, rows=rows)]
 
 
 async def _run(
