@@ -69,6 +69,10 @@ class SipSettings:
     # Challenges offered, in order. MD5 alone by default: baresip 1.0, SIPp and many desk
     # phones give up when any challenge names an algorithm they lack.
     digest_algorithms: list[str] = field(default_factory=lambda: ["MD5"])
+    # Session timers (RFC 4028): the interval pypbx asks callees for (0: it never asks, but
+    # still honours a phone that does), and the shortest interval it accepts (422 below it).
+    session_expires: int = 1800
+    session_min_se: int = 90
 
 
 @dataclass
@@ -195,10 +199,29 @@ class SecuritySettings:
     keep_sip_passwords: bool = True
     # Failed SIP authentications from one address within `auth_ban_window` seconds that
     # get it banned (its requests answered 403) for `auth_ban_seconds`; 0 turns bans off.
+    # HTTP API logins are counted and banned the same way (banned: 305), on their own list.
     auth_ban_failures: int = 10
     auth_ban_window: float = 60.0
     auth_ban_seconds: float = 600.0
+    # Never banned nor rate limited (local services; an office NAT address can go here).
     auth_ban_ignore: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # Flood limits per source address: requests per second and burst (bucket size) for
+    # INVITE, REGISTER and other out-of-dialog requests. Over them INVITE/REGISTER get 503
+    # with Retry-After and others are dropped; a burst of 0 turns that limit off.
+    invite_rate: float = 10.0
+    invite_burst: int = 50
+    register_rate: float = 20.0
+    register_burst: int = 200
+    other_rate: float = 50.0
+    other_burst: int = 200
+    # A source still flooding after `flood_ban_after` seconds is banned for
+    # `flood_ban_seconds`; 0 for either: never.
+    flood_ban_after: int = 30
+    flood_ban_seconds: int = 600
+    # Concurrent calls: in all (a new call gets 503) and per SIP extension, counting calls
+    # it places or receives (a caller at its limit gets 486, a callee is busy); 0: no limit.
+    max_calls: int = 0
+    max_calls_per_extension: int = 0
 
 
 DEFAULT_SIP_LISTEN = HostPort("0.0.0.0", 5060)
@@ -513,6 +536,13 @@ def _validate_section(section: object, path: Path) -> None:
                 f'invalid sip.digest_algorithms in {path}: expected a list of "MD5", "SHA-256"'
             )
         section.digest_algorithms = algorithms
+        if section.session_min_se < 1:
+            raise ConfigError(f"invalid sip.session_min_se in {path}: must be positive")
+        if 0 < section.session_expires < section.session_min_se:
+            raise ConfigError(
+                f"invalid sip.session_expires in {path}: must be 0 or at least session_min_se "
+                f"({section.session_min_se})"
+            )
     elif isinstance(section, SecuritySettings):
         for entry in section.auth_ban_ignore:
             try:

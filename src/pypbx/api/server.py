@@ -101,7 +101,7 @@ class ApiService:
         user: OfficeUserRecord | None = None
         if self.settings.auth_required:
             credentials = extract_credentials(params, request.headers.get(hdrs.AUTHORIZATION))
-            user = await self.authenticator.authenticate(credentials)
+            user = await self.authenticator.authenticate(credentials, request.remote)
         value = params.get("command")
         if value is None:
             raise ApiError(Status.INVALID_PARAMETER, "command", "")
@@ -143,7 +143,7 @@ class RecordingFiles:
             params = Params(first_occurrences(request.rel_url.query.items()), {})
             credentials = extract_credentials(params, request.headers.get(hdrs.AUTHORIZATION))
             try:
-                await self.service.authenticator.authenticate(credentials)
+                await self.service.authenticator.authenticate(credentials, request.remote)
             except ApiError:
                 raise web.HTTPUnauthorized(
                     headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="pypbx"'}

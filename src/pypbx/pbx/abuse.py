@@ -2,9 +2,10 @@
 
 Scanners try thousands of extension/password pairs against any SIP port they find. Every
 failure from an address is counted in a sliding window; past the limit the address is
-banned for a while and its requests are dropped unanswered (an answer would tell the
-scanner it is being heard and what changed). Bans are logged, so an operator sees who.
-Sans-I/O: the clock comes in as `now`.
+banned for a while, and every request it sends gets the answer a failed login gets, so
+the scanner cannot tell that anything changed. Sources that flood (`pypbx.pbx.flood`) are
+banned the same way. One instance serves SIP, another the HTTP API's logins. Bans are
+logged, so an operator sees who. Sans-I/O: the clock comes in as `now`.
 """
 
 from __future__ import annotations
@@ -70,6 +71,14 @@ class FailureBans:
 
     def succeeded(self, address: str) -> None:
         self._failures.pop(address, None)
+
+    def ban(self, address: str, now: float, seconds: float, reason: str) -> None:
+        """Ban `address` outright (a flood, say); ignored networks are never banned."""
+        if seconds <= 0 or self._ignored(address):
+            return
+        self._failures.pop(address, None)
+        self._banned[address] = max(self._banned.get(address, 0.0), now + seconds)
+        log.warning("banned %s for %.0f s: %s", address, seconds, reason)
 
     def _ignored(self, address: str) -> bool:
         try:

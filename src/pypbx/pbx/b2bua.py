@@ -22,6 +22,8 @@ from pypbx.net.stack import SipStack
 from pypbx.pbx.agent import AGENT_HEADER, ApiAgent
 from pypbx.pbx.auth import SipAuthenticator
 from pypbx.pbx.call import Call, Leg, LegKind, new_call_id
+from pypbx.pbx.call_ids import CallIdPool
+from pypbx.pbx.call_limits import CallLimits
 from pypbx.pbx.call_routing import ROUTING_STATES, CallRouting, Failure
 from pypbx.pbx.control import CallNotFoundError, InappropriateStateError
 from pypbx.pbx.leg_media import LegMedia
@@ -38,6 +40,7 @@ from pypbx.pbx.sdp_helpers import (
     sdp_direction,
     sip_uri,
 )
+from pypbx.pbx.session_timers import SessionTimers
 from pypbx.pbx.states import CallState, HistoryResult, RoutingState
 from pypbx.pbx.transfers import Transfers
 from pypbx.sip.dialog import Dialog
@@ -101,6 +104,7 @@ class B2BUA:
         self.hold_music = hold_music if hold_music is not None else default_hold_music()
         self.playout = Playout()
         self.calls: dict[str, Call] = {}
+        self._call_ids = CallIdPool(new_call_id, store.taken_call_ids)
         self._dialogs: dict[tuple[str, str], Leg] = {}
         self._invites: dict[ServerTransaction, Leg] = {}
         self._setting_up: set[ServerTransaction] = set()
@@ -119,6 +123,8 @@ class B2BUA:
         self.leg_media = LegMedia(self)
         self.routing = CallRouting(self)
         self.transfers = Transfers(self)
+        self.call_limits = CallLimits()  # unlimited unless the service configures them
+        self.session_timers = SessionTimers(self)  # RFC 4028, configured by the app
 
     # ================================================================ dispatch
     def in_dialog(self, event: RequestReceived) -> bool:
@@ -220,10 +226,9 @@ class B2BUA:
 
     async def _setup(self, event: RequestReceived, txn: ServerTransaction) -> None:
         request = event.request
-        if request.headers.get("Require"):
-            response = reply(request, 420, "Bad Extension")
-            response.headers.add("Unsupported", request.headers.get("Require") or "")
-            self.stack.send_response(response)
+        rejection = self.session_timers.check_request(request)  # 420, 422
+        if rejection is not None:
+            self.stack.send_response(rejection)
             return
         if request.max_forwards is not None and request.max_forwards <= 0:
             self.stack.send_response(reply(request, 483, "Too Many Hops"))
@@ -264,6 +269,10 @@ class B2BUA:
         call_id = await self._unique_call_id()
         if txn in self._cancelled_early:
             return
+        refusal = self.call_limits.admit(caller_ext, self.calls.values())  # no await till add
+        if refusal is not None:
+            self.stack.send_response(reply(request, refusal.status, refusal.reason))
+            return
         now = self._now()
         call = Call(id=call_id, started=now)
         call.source = caller_ext.id
@@ -291,9 +300,7 @@ class B2BUA:
         call.caller = caller
         self.add_call(call)
         self._invites[txn] = caller
-        call.history_started = asyncio.get_running_loop().create_task(
-            self._safe(self.store.start_history(call.history(now)))
-        )
+        self.store.history.start(call.history(now))
         log.info("call %s: %s -> %s", call.id, call.source, call.dialed)
 
         await self.routing.route(call, call.dialed, RoutingState.CALLING)
@@ -301,6 +308,11 @@ class B2BUA:
     def _ring(self, call: Call, bindings: list[Binding]) -> None:
         """Call every registered phone of the destination and (re)start the ring timer."""
         assert call.callee_endpoint is not None
+        limited = self.registrar.is_registered  # SIP phones; not API extensions or lines
+        bindings = self.call_limits.free(call, bindings, self.calls.values(), limited)
+        if not bindings:  # every phone's extension is at its call limit: busy
+            self._unanswered(call, 486, "Busy Here", CallState.BUSY, HistoryResult.BUSY)
+            return
         for binding in bindings:
             self._fork(call, binding, call.callee_endpoint, call.fork_codecs)
         if call.ring_timer is not None:
@@ -355,6 +367,7 @@ class B2BUA:
         contact = self.stack.contact_uri(peer_ip, binding.transport, "pypbx")
         headers.add("Contact", f"<{contact}>")
         headers.add("Allow", ALLOW)
+        self.session_timers.offer(headers)
         headers.add("Content-Type", "application/sdp")
         invite = Request("INVITE", target_uri, headers, sdp.serialize())
         leg = Leg(
@@ -396,18 +409,21 @@ class B2BUA:
         if status < 300:
             self._on_fork_answered(leg, response)
             return
+        retry: Request | None = None
         if status in (401, 407) and leg.digest is not None and not call.is_over:
-            retry = leg.digest.retry(leg.invite, response)
-            if retry is not None:  # a provider's challenge: answer it once per nonce
-                leg.invite = retry
-                leg.client_txn = self.stack.send_request(
-                    retry,
-                    leg.peer,
-                    leg.transport,
-                    on_response=lambda r: self._on_fork_response(leg, r),
-                    on_timeout=lambda: self._on_fork_failed(leg, 408),
-                )
-                return
+            retry = leg.digest.retry(leg.invite, response)  # a provider's challenge
+        elif status == 422 and not call.is_over:  # RFC 4028: a longer session interval
+            retry = self.session_timers.retry_invite(leg, response)
+        if retry is not None:  # each answered at most once per nonce / Min-SE
+            leg.invite = retry
+            leg.client_txn = self.stack.send_request(
+                retry,
+                leg.peer,
+                leg.transport,
+                on_response=lambda r: self._on_fork_response(leg, r),
+                on_timeout=lambda: self._on_fork_failed(leg, 408),
+            )
+            return
         self._on_fork_failed(leg, status, response.reason)
 
     def _on_ringing(self, leg: Leg, response: Response) -> None:
@@ -457,6 +473,7 @@ class B2BUA:
         caller = call.caller
         assert caller is not None
         self.leg_media.bridge(call, leg)
+        self.session_timers.fork_answered(leg, response)
         if not call.caller_connected:
             self._answer_caller(caller)
         self._set_state(call, CallState.IN_CALL)
@@ -549,12 +566,17 @@ class B2BUA:
         self._end(call, CallState.COMPLETED, result)
 
     def _on_reinvite(self, leg: Leg, request: Request) -> None:
-        """A phone changed its media (new address, codec, or hold): answer for pypbx.
+        """A phone changed its media (new address, codec, or hold) or refreshed the session
+        (RFC 4028): answer for pypbx.
 
         Media is anchored, so the other phone need not know; only the hold state is shared.
         """
         if leg.call.is_over or leg.endpoint is None or leg.local_sdp is None:
             self.stack.send_response(reply(request, 481, "Call/Transaction Does Not Exist"))
+            return
+        rejection = self.session_timers.check_request(request, leg)  # 420, 422, 491
+        if rejection is not None:
+            self.stack.send_response(rejection)
             return
         sdp = self._parse_sdp(request) if request.body else None
         if request.body and sdp is None:
@@ -563,8 +585,10 @@ class B2BUA:
         if leg.dialog is not None:
             leg.dialog.refresh_target(request)
         if sdp is None:
-            if request.method == "UPDATE":
-                self.stack.send_response(reply(request, 200))
+            if request.method == "UPDATE":  # a session refresh without an offer
+                response = reply(request, 200)
+                self.session_timers.answered(leg, request, response)
+                self.stack.send_response(response)
                 return
             # Offer-less re-INVITE: our 2xx carries the offer, the ACK the answer.
             leg.local_sdp.session_version += 1
@@ -589,6 +613,7 @@ class B2BUA:
                 if leg.call.callee is not None:
                     self.leg_media.bridge(leg.call, leg.call.callee)
         response = self._response_with_sdp(request, 200, leg)
+        self.session_timers.answered(leg, request, response)
         self.stack.send_response(response)
         if request.method == "INVITE":
             self._retransmit_until_ack(leg, response)
@@ -607,6 +632,7 @@ class B2BUA:
 
     def _answer_caller(self, caller: Leg) -> None:
         response = self._response_with_sdp(caller.invite, 200, caller)
+        self.session_timers.answered(caller, caller.invite, response)
         caller.dialog = Dialog.from_uas(caller.invite, caller.local_tag)
         self._dialogs[caller.dialog_key] = caller
         self.stack.send_response(response)
@@ -736,11 +762,13 @@ class B2BUA:
         for leg in call.legs():
             leg.endpoint = None
         call.callee_endpoint = None
+        if call.history_started is not None:  # a start written directly (transfers)
+            await call.history_started
+        # Queued before the media is released: a history query made once the call has left
+        # the active calls then finds its final row (queries flush the queue first).
+        self.store.history.finish(call.history(self._now()))
         for endpoint in endpoints.values():
             await self.media.release(endpoint)
-        if call.history_started is not None:
-            await call.history_started
-        await self._safe(self.store.finish_history(call.history(self._now())))
 
     def _forget(self, leg: Leg) -> None:
         # Keep the caller leg's dialog until its 2xx is ACKed so retransmitted ACKs match.
@@ -896,16 +924,7 @@ class B2BUA:
         return asyncio.get_running_loop().time()
 
     async def _unique_call_id(self) -> str:
-        while True:
-            candidate = new_call_id()
-            if candidate in self.calls:
-                continue
-            try:
-                if await self.store.call_id_exists(candidate):
-                    continue
-            except Exception:
-                log.exception("call id lookup failed")
-            return candidate
+        return await self._call_ids.take(self.calls)
 
     def _parse_sdp(self, message: Request | Response) -> SessionDescription | None:
         if not message.body:

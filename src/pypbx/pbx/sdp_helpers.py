@@ -7,9 +7,13 @@ import secrets
 from pypbx.media.endpoint import CodecSpec
 from pypbx.sip.message import SipURI
 from pypbx.sip.sdp import PCMA, PCMU, Codec, SessionDescription
+from pypbx.sip.session_timer import OPTION_TAG as TIMER
 
 SUPPORTED_CODECS = [PCMU, PCMA]
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, MESSAGE"
+# SIP extensions (option tags) we implement: what Supported lists and Require may name.
+SUPPORTED_EXTENSIONS = (TIMER,)
+SUPPORTED = ", ".join(SUPPORTED_EXTENSIONS)
 
 
 def sip_uri(user: str, host: str) -> SipURI:

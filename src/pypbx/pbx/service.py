@@ -30,6 +30,7 @@ from pypbx.pbx.auth import SipAuthenticator
 from pypbx.pbx.b2bua import ALLOW, B2BUA
 from pypbx.pbx.call import Call
 from pypbx.pbx.call_changed import CallChangedReporter
+from pypbx.pbx.call_limits import CallLimits
 from pypbx.pbx.call_media import CallMedia, MediaOptions
 from pypbx.pbx.control import (
     ActiveCallInfo,
@@ -40,6 +41,7 @@ from pypbx.pbx.control import (
     RecordRequest,
 )
 from pypbx.pbx.dialplan import Rule
+from pypbx.pbx.flood import FloodLimits
 from pypbx.pbx.lines import Lines
 from pypbx.pbx.messages import MessageRouter
 from pypbx.pbx.notification_urls import NotificationUrls
@@ -79,6 +81,8 @@ class Pbx:
         dial_plan: Sequence[Rule] = (),
         rtp_timeout: float = 60.0,
         auth_bans: FailureBans | None = None,
+        flood_limits: FloodLimits | None = None,
+        call_limits: CallLimits | None = None,
     ) -> None:
         self.stack = stack
         self.store = store
@@ -114,6 +118,9 @@ class Pbx:
             rtp_timeout=rtp_timeout,
         )
         self.b2bua.router = CallRouter(store, dial_plan)
+        self.flood = flood_limits  # None: no per-source request rate limits
+        if call_limits is not None:
+            self.b2bua.call_limits = call_limits
         self.lines = Lines(stack, store)
         self.b2bua.lines = self.lines
         self.call_media: CallMedia | None = None
@@ -210,6 +217,7 @@ class Pbx:
             await self.call_changed.close()
         self.b2bua.shutdown()
         await self.b2bua.drain()
+        await self.store.history.flush()  # the rows of the calls just ended are written
         if self.agent is not None:
             await self.agent.stop()
         await self.lines.stop()
@@ -231,10 +239,19 @@ class Pbx:
         if request.to_addr.tag is not None and method not in ("REGISTER", "OPTIONS", "CANCEL"):
             self.b2bua.in_dialog(event)
             return
-        if self.auth.bans.banned(event.source[0], time.monotonic()):
+        now = time.monotonic()
+        if self.auth.bans.banned(event.source[0], now):
             if method != "ACK":  # banned: the same answer as a failed login, nothing more
                 self.stack.send_response(reply(request, 403, "Forbidden"))
             return
+        if self.flood is not None:
+            retry = self.flood.check(event.source[0], method, now)
+            if retry is not None:  # over its rate: no store access, no digest work
+                if method in ("INVITE", "REGISTER"):
+                    response = reply(request, 503, "Service Unavailable")
+                    response.headers.add("Retry-After", str(retry))
+                    self.stack.send_response(response)
+                return  # other requests of a flood are dropped
         if method == "REGISTER":
             self._spawn(self._register(event), request)
         elif method == "INVITE":
@@ -278,8 +295,9 @@ class Pbx:
     # ----------------------------------------------------------------- PbxControl
     def active_calls(self) -> list[ActiveCallInfo]:
         now = asyncio.get_running_loop().time()
-        calls = sorted(self.b2bua.calls.values(), key=lambda c: c.started)
-        return [call.info(now) for call in calls if not call.is_over]
+        calls = [call for call in self.b2bua.calls.values() if not call.is_over]
+        calls.sort(key=lambda c: c.started)
+        return [call.info(now) for call in calls]
 
     async def hangup(self, call_id: str) -> None:
         self.b2bua.hangup(call_id)
