@@ -84,6 +84,7 @@ def test_api_extension_life_cycle_and_restart(start_pbx: PbxFactory, sipp: SippF
         "RingGroup",
         "Line",
         "DialPlanRule",
+        "HttpApi",
     ]
 
     assert config_command(pbx, "AddConfig", **FULL).code == 200

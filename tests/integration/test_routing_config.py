@@ -96,6 +96,7 @@ def test_life_cycle_of_each_type_and_restart(
         "RingGroup",
         "Line",
         "DialPlanRule",
+        "HttpApi",
     ]
     pbx.add_sip_extension("101", "pw-101")
     pbx.add_sip_extension("102", "pw-102")

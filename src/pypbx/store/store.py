@@ -56,6 +56,7 @@ from pypbx.store.schema import (
 logger = logging.getLogger(__name__)
 
 _NUMERIC = re.compile(r"[0-9]+")
+_CLOSE_WAIT = 3.0  # seconds each write-behind queue may take to drain at close
 _RELOAD_INTERVAL = 2.0  # seconds between full reloads of the extension cache
 _IN_CHUNK = 500  # values per IN (...): well under every backend's bound-parameter limit
 
@@ -113,8 +114,18 @@ class Store:
         return cls(engine)
 
     async def close(self) -> None:
-        await self.registrations.close()
-        await self.history.close()
+        """Write what the write-behind queues hold, then close the connections.
+
+        Each queue gets `_CLOSE_WAIT` seconds: a database that stopped answering must not
+        keep the process from exiting (service managers kill it soon after SIGTERM anyway),
+        and what is lost then is what a kill -9 would lose.
+        """
+        for name, writer in (("registration", self.registrations), ("history", self.history)):
+            try:
+                async with asyncio.timeout(_CLOSE_WAIT):
+                    await writer.close()
+            except TimeoutError:
+                logger.error("the %s writer did not finish within %s s", name, _CLOSE_WAIT)
         await self._engine.dispose()
 
     async def __aenter__(self) -> Store:
