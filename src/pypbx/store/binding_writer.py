@@ -19,11 +19,11 @@ under way can never bring a dropped binding back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from pypbx.store.batch_task import BatchTask
 from pypbx.store.records import BindingRecord, NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -73,16 +73,13 @@ class BindingWriter:
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         self._sink = sink
-        self._delay = delay
         self._max_batch = max_batch
         # (extension id, contact) -> the binding to upsert, or None to delete it
         self._bindings: dict[tuple[str, str], BindingRecord | None] = {}
         self._runtime: dict[str, Runtime] = {}
         self._writing_runtime: dict[str, Runtime] = {}  # the batch under way
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._hurry = asyncio.Event()
+        self._batches = BatchTask(self._write_batch, delay=delay, name="registration-writer")
 
     @property
     def pending(self) -> int:
@@ -128,11 +125,7 @@ class BindingWriter:
     async def close(self) -> None:
         """Write everything queued, then stop the task (a later change starts it again)."""
         await self.flush()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._batches.stop()
 
     # -- the task ------------------------------------------------------------------------
 
@@ -142,27 +135,11 @@ class BindingWriter:
         self._kick()
 
     def _kick(self) -> None:
-        if self._task is None or self._task.done():
-            # Events bind to the loop that first waits on them; a new task may be on a new loop
-            self._wake = asyncio.Event()
-            self._hurry = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            self._task = loop.create_task(self._run(), name="registration-writer")
-        self._wake.set()
-        if self.pending >= self._max_batch:
-            self._hurry.set()
+        self._batches.kick(hurry=self.pending >= self._max_batch)
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            if not self._hurry.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._delay):
-                        await self._hurry.wait()
-            self._wake.clear()
-            self._hurry.clear()
-            async with self._lock:
-                await self._write_queued()
+    async def _write_batch(self) -> None:
+        async with self._lock:
+            await self._write_queued()
 
     async def _write_queued(self) -> None:
         """Write the queue as one batch; call with the lock held."""

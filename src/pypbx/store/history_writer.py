@@ -21,11 +21,11 @@ the next startup closes as Error like any call cut short by a crash.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Protocol
 
+from pypbx.store.batch_task import BatchTask
 from pypbx.store.records import CallHistoryRecord
 
 logger = logging.getLogger(__name__)
@@ -64,15 +64,12 @@ class HistoryWriter:
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         self._sink = sink
-        self._delay = delay
         self._max_batch = max_batch
         self._queue: list[tuple[bool, CallHistoryRecord]] = []  # (is the start row, row)
         self._queued = 0  # rows queued so far
         self._done = 0  # rows written (or given up on) so far, in queue order
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (rows to wait for, ...)
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()  # something is queued
-        self._hurry = asyncio.Event()  # write without waiting for the delay
+        self._batches = BatchTask(self._write_queued, delay=delay, name="call-history-writer")
 
     @property
     def pending(self) -> int:
@@ -93,58 +90,32 @@ class HistoryWriter:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append((self._queued, waiter))
-        self._ensure_task()
-        self._hurry.set()
+        self._batches.kick(hurry=True)
         await asyncio.shield(waiter)
 
     async def close(self) -> None:
         """Write everything queued, then stop the task (a later row starts it again)."""
         while self._done < self._queued:  # rows queued while flushing are written too
             await self.flush()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._batches.stop()
 
     # -- the task ------------------------------------------------------------------------
 
     def _put(self, is_start: bool, rec: CallHistoryRecord) -> None:
         self._queue.append((is_start, rec))
         self._queued += 1
-        self._ensure_task()
-        self._wake.set()
-        if len(self._queue) >= self._max_batch:
-            self._hurry.set()
+        self._batches.kick(hurry=len(self._queue) >= self._max_batch)
 
-    def _ensure_task(self) -> None:
-        if self._task is None or self._task.done():
-            loop = asyncio.get_running_loop()
-            # Events bind to the loop that first waits on them; a new task may be on a new loop
-            self._wake = asyncio.Event()
-            self._hurry = asyncio.Event()
-            if self._queue:
-                self._wake.set()
-            self._task = loop.create_task(self._run(), name="call-history-writer")
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            if not self._hurry.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._delay):
-                        await self._hurry.wait()
-            self._wake.clear()
-            self._hurry.clear()
-            batch, self._queue = self._queue, []
-            if batch:
-                try:
-                    await self._write(batch)
-                except asyncio.CancelledError:
-                    self._queue[:0] = batch  # not written: a later task writes it
-                    raise
-                self._done += len(batch)
-            self._release_waiters()
+    async def _write_queued(self) -> None:
+        batch, self._queue = self._queue, []
+        if batch:
+            try:
+                await self._write(batch)
+            except asyncio.CancelledError:
+                self._queue[:0] = batch  # not written: a later task writes it
+                raise
+            self._done += len(batch)
+        self._release_waiters()
 
     async def _write(self, batch: list[tuple[bool, CallHistoryRecord]]) -> None:
         """One transaction for the batch; if it fails, each row on its own, in order, so one
@@ -178,4 +149,4 @@ class HistoryWriter:
                 waiting.append((target, waiter))
         self._waiters = waiting
         if waiting:
-            self._hurry.set()
+            self._batches.hurry()

@@ -213,7 +213,7 @@ async def test_a_batch_cut_by_cancellation_is_written_by_the_next_task() -> None
     writer = HistoryWriter(sink, delay=0.0)
     writer.start(rec("a"))
     await asyncio.sleep(0.05)  # the batch is inside the sink, waiting for the gate
-    task = writer._task
+    task = writer._batches.task
     assert task is not None
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
