@@ -117,10 +117,16 @@ class BindingWriter:
             await self._sink.delete_bindings(extension_id)
 
     async def flush(self) -> None:
-        """Return once everything queued before this call is written (or logged)."""
-        while self.pending:
-            async with self._lock:
+        """Return once everything queued before this call is written (or logged).
+
+        That includes a batch under way, which `pending` does not count: `close` stops the
+        task next, and a task cancelled in the middle of its transaction loses the batch.
+        """
+        while True:
+            async with self._lock:  # held by a batch under way
                 await self._write_queued()
+            if not self.pending:
+                return
 
     async def close(self) -> None:
         """Write everything queued, then stop the task (a later change starts it again)."""

@@ -99,6 +99,27 @@ def _switch_to_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
+def _roll_back_invalidated(
+    dbapi_connection: Any, connection_record: Any, exception: BaseException | None
+) -> None:
+    """End the transaction of a connection that the pool is about to close (invalidate).
+
+    SQLAlchemy invalidates a connection whose statement was interrupted, as by a task
+    cancelled at shutdown, and closes it without a rollback: closing ends the transaction
+    anyway, on a server. Not with sqlite3: a connection closed while a cursor still holds a
+    statement (executemany's cursor does, and the interrupted one lives on in the
+    exception's traceback) lingers as a "zombie" that keeps its transaction, and so the
+    write lock, until that cursor is garbage collected; every writer meanwhile waits out
+    busy_timeout and fails. The rollback goes to the connection's thread behind the
+    interrupted statement and ahead of the close. A cancellation of this wait propagates:
+    the rollback is queued by then.
+    """
+    try:
+        dbapi_connection.rollback()
+    except Exception as exc:  # the connection is being thrown away: nothing else to do
+        logger.debug("rollback of an invalidated connection failed: %s", exc)
+
+
 def _configure_sqlite(engine: AsyncEngine, *, migrating: bool) -> None:
     """Connection setup, and transactions that begin as their first statement needs.
 
@@ -144,10 +165,14 @@ def _configure_sqlite(engine: AsyncEngine, *, migrating: bool) -> None:
     def on_end(conn: Connection) -> None:
         # A transaction without statements never began in SQLite: nothing was pending on
         # the driver (its commit and rollback are no-ops outside a transaction).
-        conn.info.pop(_BEGIN_PENDING, None)
+        # An invalidated connection (a statement was cancelled) has no info to clear, and
+        # asking for it would raise PendingRollbackError in place of the cancellation.
+        if not conn.invalidated:
+            conn.info.pop(_BEGIN_PENDING, None)
 
     event.listen(engine.sync_engine, "connect", on_connect)
     event.listen(engine.sync_engine, "begin", on_begin)
     event.listen(engine.sync_engine, "before_cursor_execute", before_statement)
     event.listen(engine.sync_engine, "commit", on_end)
     event.listen(engine.sync_engine, "rollback", on_end)
+    event.listen(engine.sync_engine, "invalidate", _roll_back_invalidated)

@@ -118,7 +118,9 @@ class Store:
 
         Each queue gets `_CLOSE_WAIT` seconds: a database that stopped answering must not
         keep the process from exiting (service managers kill it soon after SIGTERM anyway),
-        and what is lost then is what a kill -9 would lose.
+        and what is lost then is what a kill -9 would lose. A safety net only: a cancelled
+        write gives up its SQLite lock at once (see `engine._roll_back_invalidated`), but a
+        statement already waiting for another process's lock ends its busy_timeout first.
         """
         for name, writer in (("registration", self.registrations), ("history", self.history)):
             try:
