@@ -217,3 +217,32 @@ def test_torture_messages_leave_the_process_and_a_live_call_intact(pbx: PbxProce
         assert sock.recv(65535).startswith(b"SIP/2.0 200 ")
     a.hangup()
     b.wait_for_event("CALL_CLOSED", 10)
+
+
+@pytest.mark.parametrize(
+    ("method", "uri"),
+    [("INVITE", "nobodyknowsthisscheme:totallyopaquecontent"), ("OPTIONS", "tel:+15551234567")],
+)
+def test_a_request_uri_of_an_unknown_scheme_is_answered_416(
+    pbx: PbxProcess, method: str, uri: str
+) -> None:
+    """RFC 3261 8.2.2.1 (and RFC 4475 3.3.2 unkscm): nothing here routes on such URIs."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5.0)
+        port = sock.getsockname()[1]
+        request = (
+            f"{method} {uri} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-scheme-{method};rport\r\n"
+            "Max-Forwards: 70\r\n"
+            "From: <sip:probe@127.0.0.1>;tag=probe\r\n"
+            "To: <sip:2000@127.0.0.1>\r\n"
+            f"Call-ID: scheme-{method}@127.0.0.1\r\n"
+            f"CSeq: 1 {method}\r\n"
+            "Content-Length: 0\r\n\r\n"
+        )
+        sock.sendto(request.encode(), ("127.0.0.1", pbx.sip_port))
+        answer = sock.recv(65535)
+        while answer.startswith(b"SIP/2.0 1"):  # 100 Trying first, for an INVITE
+            answer = sock.recv(65535)
+    assert answer.startswith(b"SIP/2.0 416 Unsupported URI Scheme\r\n"), answer[:80]

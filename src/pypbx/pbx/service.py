@@ -252,6 +252,11 @@ class Pbx:
                     response.headers.add("Retry-After", str(retry))
                     self.stack.send_response(response)
                 return  # other requests of a flood are dropped
+        if request.uri.scheme.lower() not in ("sip", "sips"):
+            # tel:, urn:, anything else: nothing here routes on them (RFC 3261 8.2.2.1)
+            if method != "ACK":
+                self.stack.send_response(reply(request, 416, "Unsupported URI Scheme"))
+            return
         if method == "REGISTER":
             self._spawn(self._register(event), request)
         elif method == "INVITE":
