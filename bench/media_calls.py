@@ -16,12 +16,17 @@ N steps on past the goal (to show the curve) until calls fail or loss reaches 1 
 is saturated and the step says little about pypbx). Compare ratios with `direct` only.
 
     .venv/bin/python bench/media_calls.py [--calls 50,100,200,400] [--window 8] [--cps 30]
-        [--uvloop off|on|both] [--py-spy DIR] [--keep-going]
+        [--uvloop off|on|both] [--relay-worker off|on|both] [--py-spy DIR] [--keep-going]
+
+`--relay-worker` (default both): pypbx with its relay worker process taking calls over (after
+0.5 s here), and pypbx relaying everything on its event loop, side by side. pypbx's CPU
+includes the worker's (every process of its session).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -181,9 +186,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", default="50,100,200,400", help="concurrent calls per step")
     parser.add_argument("--window", type=float, default=8.0, help="seconds measured per step")
-    parser.add_argument("--settle", type=float, default=1.0, help="seconds before measuring")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=2.0,
+        help="seconds before measuring (the relay worker takes calls over after 0.5-1.5 s)",
+    )
     parser.add_argument("--cps", type=int, default=30, help="call setup rate through pypbx")
     parser.add_argument("--uvloop", choices=("off", "on", "both"), default="off")
+    parser.add_argument(
+        "--relay-worker",
+        choices=("off", "on", "both"),
+        default="both",
+        help="calls relayed by pypbx's relay worker process, by its event loop, or both",
+    )
     parser.add_argument("--keep-going", action="store_true", help="step on past a failure")
     parser.add_argument("--py-spy", metavar="DIR", help="profile each pypbx window into DIR")
     parser.add_argument("--no-direct", action="store_true", help="skip the direct reference")
@@ -195,13 +211,17 @@ def main() -> int:
         servers: list[BenchPbx] = []
         targets: list[Target] = []
         try:
-            for uvloop in {"off": [False], "on": [True], "both": [False, True]}[args.uvloop]:
+            modes = {"off": [False], "on": [True], "both": [False, True]}
+            for uvloop, worker in itertools.product(
+                modes[args.uvloop], modes[args.relay_worker]
+            ):
                 # four RTP ports per call (two legs, RTP + RTCP), with room to spare
                 pbx = BenchPbx(
-                    root / f"pbx-{uvloop}",
+                    root / f"pbx-{uvloop}-{worker}",
                     ports,
                     uvloop=uvloop,
                     rtp_port_count=4 * max(steps) + 200,
+                    relay_worker=worker,
                 )
                 pbx.start()
                 servers.append(pbx)

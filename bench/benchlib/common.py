@@ -123,7 +123,17 @@ class BenchPbx(PbxProcess):
         uvloop: bool = False,
         rtp_port_count: int = 1200,
         config: dict[str, dict[str, Any]] | None = None,
+        relay_worker: bool | None = None,
     ) -> None:
+        """`relay_worker`: None leaves pypbx's default; True hands calls to the relay worker
+        after 0.5 s (so a short settle suffices), False keeps every call on the loop."""
+        if relay_worker is not None:
+            config = {**(config or {})}
+            config["media"] = {
+                **config.get("media", {}),
+                "relay_worker": relay_worker,
+                "relay_worker_after": 0.5,
+            }
         super().__init__(
             workdir,
             ports,
@@ -132,10 +142,14 @@ class BenchPbx(PbxProcess):
             config=config,
         )
         self.uvloop = uvloop
+        self.relay_worker = relay_worker
 
     @property
     def label(self) -> str:
-        return "pypbx+uvloop" if self.uvloop else "pypbx"
+        label = "pypbx+uvloop" if self.uvloop else "pypbx"
+        if self.relay_worker is not None:
+            label += "+worker" if self.relay_worker else "-worker"
+        return label
 
     def command(self) -> list[str]:
         return [*super().command(), "--event-loop", "uvloop" if self.uvloop else "asyncio"]

@@ -18,6 +18,7 @@ from pypbx.config import Settings
 from pypbx.media.endpoint import MediaManager
 from pypbx.media.fetch import AudioResolver
 from pypbx.media.recorder import repair_recordings
+from pypbx.media.relay_offload import RelayOffloader
 from pypbx.media.sounds import hold_music
 from pypbx.media.tts import EspeakEngine, SpeechCache
 from pypbx.messaging.email import EmailSender
@@ -165,6 +166,8 @@ async def _run(settings: Settings, store: Store) -> None:
         settings.rtp_ports[1],
         advertised_address=settings.media.advertised_address,
     )
+    if settings.media.relay_worker:
+        media.offloader = RelayOffloader(media, after=settings.media.relay_worker_after)
     guard = protection(settings.security)
     pbx = Pbx(
         stack,
@@ -199,6 +202,8 @@ async def _run(settings: Settings, store: Store) -> None:
         await pbx.start()
     except OSError as exc:
         raise OSError(exc.errno, f"SIP {sip_host}:{sip_port}: {exc.strerror}") from exc
+    if media.offloader is not None:
+        await media.offloader.start()
     _tune_garbage_collector()
     api_settings = ApiSettings(
         auth_required=settings.http_api.auth_required,

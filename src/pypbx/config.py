@@ -109,6 +109,10 @@ class MediaSettings:
     download_max_bytes: int = 20_000_000
     tts_voice: str = "en-us"  # espeak-ng voice when Speak names no known Language/Voice
     rtp_timeout: int = 60  # seconds without RTP from a phone in a call that end it; 0: never
+    # Calls that only relay (no hold, prompt, recording...) move to a relay worker process
+    # after `relay_worker_after` seconds; false: the event loop relays every call itself.
+    relay_worker: bool = True
+    relay_worker_after: float = 2.0
 
 
 @dataclass

@@ -77,11 +77,11 @@ class RelayDirection:
         "_event_in",
         "_event_out",
         "_in_ssrc",
+        "_paused",
         "_seq_offset",
         "_table",
         "_ts_offset",
         "dropped",
-        "paused",
         "sink",
         "source",
     )
@@ -91,7 +91,7 @@ class RelayDirection:
     ) -> None:
         self.source = source
         self.sink = sink
-        self.paused = False
+        self._paused = False
         self.dropped = 0  # packets not relayed: malformed, unknown payload type, no event type
         self._audio_in = source_codec.payload_type
         self._audio_out = sink_codec.payload_type
@@ -103,13 +103,33 @@ class RelayDirection:
         self._ts_offset = 0
 
     @property
+    def paused(self) -> bool:
+        """Relaying stopped (hold, or a player owns the sink's stream)."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        if value and not self._paused:
+            # What follows (a player feeding the sink) must see where the relay left the
+            # stream: packets moved by a relay worker come back first.
+            self.source.reclaim()
+        self._paused = value
+
+    def export_state(self) -> tuple[int | None, int, int]:
+        """(input SSRC, sequence offset, timestamp offset): what a relay elsewhere continues."""
+        return self._in_ssrc, self._seq_offset, self._ts_offset
+
+    def import_state(self, state: tuple[int | None, int, int]) -> None:
+        self._in_ssrc, self._seq_offset, self._ts_offset = state
+
+    @property
     def input_ssrc(self) -> int | None:
         """The SSRC the source phone sends with, once a packet has been relayed."""
         return self._in_ssrc
 
     def relay(self, endpoint: RtpEndpoint, data: bytes) -> None:
         """`on_packet` handler of the source endpoint (which has checked length and version)."""
-        if self.paused:
+        if self._paused:
             self._in_ssrc = None  # resume with a handover: no sequence gap, marker set
             return
         size = len(data)

@@ -19,7 +19,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pypbx.media.bridge import Bridge, CodecSpec, RelayDirection
 from pypbx.media.latch import Address, Latch
@@ -27,15 +27,20 @@ from pypbx.media.ports import PortAllocator, PortsExhaustedError
 from pypbx.media.rtp import RTP_HEADER
 from pypbx.media.stream import RtpOutputStream
 
+if TYPE_CHECKING:
+    from pypbx.media.relay_offload import RelayOffloader
+
 __all__ = [
     "Bridge",
     "CodecSpec",
     "EndpointCounters",
     "MediaManager",
+    "Offload",
     "PacketHandler",
     "PacketTap",
     "PortsExhaustedError",
     "RelayDirection",
+    "RelayHandover",
     "RtpEndpoint",
 ]
 
@@ -43,8 +48,15 @@ _log = logging.getLogger(__name__)
 
 PacketHandler = Callable[["RtpEndpoint", bytes], None]
 
+_MAX_DATAGRAM = 2048  # RTP packets of G.711 are 172 bytes; anything larger is not ours
 _DSCP_EF = 0xB8  # Expedited Forwarding, the usual marking for voice
 _RTCP_QUIET_PERIOD = 15.0  # RTCP is sent every ~5 s: a shorter silence proves nothing
+
+
+class Offload(Protocol):
+    """A relay worker's hold on an endpoint's packets (`relay_offload.OffloadedBridge`)."""
+
+    def reclaim(self) -> None: ...
 
 
 class PacketTap(Protocol):
@@ -57,6 +69,17 @@ class PacketTap(Protocol):
     def on_rtp(self, endpoint: RtpEndpoint, data: bytes | bytearray, inbound: bool) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class RelayHandover:
+    """An endpoint's steady state, for a relay worker to continue from."""
+
+    source: Address
+    seen_at: float
+    quiet_period: float
+    payload_types: tuple[int, ...] | None
+    forward: tuple[int, ...]  # payload types the taps still need to see
+
+
 @dataclass(slots=True)
 class EndpointCounters:
     packets_in: int = 0
@@ -67,29 +90,6 @@ class EndpointCounters:
     rtcp_out: int = 0
     rejected: int = 0  # not RTP, unexpected payload type, or from a source other than the latched
     unsent: int = 0  # nowhere to send yet (no SDP address, nothing latched) or closed
-
-
-class _Receiver(asyncio.DatagramProtocol):
-    """Hands one socket's datagrams to the endpoint; resolves `closed` when it goes."""
-
-    def __init__(
-        self,
-        on_datagram: Callable[[bytes, Address], None],
-        on_error: Callable[[Exception], None],
-        closed: asyncio.Future[None],
-    ) -> None:
-        # The loop looks `datagram_received` up on the protocol for every datagram: the
-        # endpoint's own method, stored on the instance, saves a Python call per packet.
-        self.datagram_received = on_datagram  # type: ignore[method-assign,assignment]
-        self._on_error = on_error
-        self.closed = closed
-
-    def error_received(self, exc: Exception) -> None:
-        self._on_error(exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
 
 
 class RtpEndpoint:
@@ -125,9 +125,13 @@ class RtpEndpoint:
         self._in_taps: tuple[PacketTap, ...] = ()
         self._out_taps: tuple[PacketTap, ...] = ()
         self._latched = False  # the latch has accepted a packet since it was last unlocked
-        self._rtp_transport: asyncio.DatagramTransport | None = None
-        self._rtcp_transport: asyncio.DatagramTransport | None = None
-        self._receivers: list[_Receiver] = []
+        self._rtp_socket: socket.socket | None = None
+        self._rtcp_socket: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reading = False  # the RTP socket is watched by our loop (not handed elsewhere)
+        # Set while a relay worker process moves this endpoint's packets (see relay_offload):
+        # anything that changes what the endpoint does with them takes the packets back first.
+        self.offload: Offload | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -156,6 +160,8 @@ class RtpEndpoint:
         A new address drops the latch; the same address (a re-INVITE) only unlocks it, so media
         keeps flowing to the latched source until the phone's next packet confirms or moves it.
         """
+        if self.offload is not None:
+            self.reclaim()
         if address != self._remote:
             self._latch.reset()
             self._rtcp_latch.reset()
@@ -175,6 +181,8 @@ class RtpEndpoint:
         A tap that ignores one direction should say so: every packet of every call would
         otherwise pay for a call that returns at once.
         """
+        if self.offload is not None:
+            self.reclaim()
         if inbound:
             self._in_taps += (tap,)
         if outbound:
@@ -190,13 +198,20 @@ class RtpEndpoint:
     def send(self, data: bytes | bytearray) -> None:
         """Send one RTP packet to the phone (dropped while there is nowhere to send it)."""
         target = self._target
-        transport = self._rtp_transport
-        if target is None or transport is None:
+        sock = self._rtp_socket
+        if self.offload is not None:
+            self.reclaim()
+        if target is None or sock is None:
             self.counters.unsent += 1
             return
         if self._out_taps:
             self._notify_outbound(data)
-        transport.sendto(data, target)
+        try:
+            sock.sendto(data, target)
+        except OSError as exc:  # a full buffer drops the packet: late audio is useless anyway
+            self.counters.unsent += 1
+            self._socket_error(exc)
+            return
         counters = self.counters
         counters.packets_out += 1
         counters.bytes_out += len(data)
@@ -215,6 +230,8 @@ class RtpEndpoint:
         The first frame after the writer took over carries the marker bit and continues the
         phone's sequence and timestamp; `samples` is the frame length (160 for 20 ms at 8 kHz).
         """
+        if self.offload is not None:
+            self.reclaim()  # before the stream state is read: the worker has moved it on
         output = self.output
         sequence, timestamp, handover = output.next_frame(writer, samples, self._clock())
         second = (0x80 if marker or handover else 0) | payload_type
@@ -222,50 +239,167 @@ class RtpEndpoint:
 
     def send_rtcp(self, data: bytes) -> None:
         if self._rtcp_mux:
-            target, transport = self._target, self._rtp_transport
+            target, sock = self._target, self._rtp_socket
         else:
-            target, transport = self._rtcp_latch.source, self._rtcp_transport
+            target, sock = self._rtcp_latch.source, self._rtcp_socket
             if target is None and self._remote is not None:
                 target = (self._remote[0], self._remote[1] + 1)
-        if target is None or transport is None:
+        if target is None or sock is None:
             self.counters.unsent += 1
             return
-        transport.sendto(data, target)
+        try:
+            sock.sendto(data, target)
+        except OSError as exc:
+            self.counters.unsent += 1
+            self._socket_error(exc)
+            return
         self.counters.rtcp_out += 1
 
     async def close(self) -> None:
-        """Close both sockets and wait until they are gone; idempotent."""
+        """Close both sockets; idempotent."""
         if self._closed:
             return
-        self._closed = True
+        if self.offload is not None:
+            self.reclaim()
         self.on_packet = None
         self.on_rtcp = None
         self._in_taps = self._out_taps = ()
-        for transport in (self._rtp_transport, self._rtcp_transport):
-            if transport is not None:
-                transport.close()
-        self._rtp_transport = self._rtcp_transport = None
-        await asyncio.gather(*(receiver.closed for receiver in self._receivers))
+        self._abort()
+
+    def reclaim(self) -> None:
+        """Take this endpoint's packets back from a relay worker (no-op if not offloaded).
+
+        Synchronous: when it returns, our loop reads the socket again and the counters, latch
+        and output stream carry what the worker did meanwhile.
+        """
+        offload = self.offload
+        if offload is not None:
+            offload.reclaim()
+
+    def suspend_reading(self) -> None:
+        """Stop reading RTP here (a relay worker reads the socket meanwhile)."""
+        if self._reading and self._loop is not None and self._rtp_socket is not None:
+            self._loop.remove_reader(self._rtp_socket.fileno())
+            self._reading = False
+
+    def resume_reading(self) -> None:
+        if not self._reading and self._loop is not None and self._rtp_socket is not None:
+            self._loop.add_reader(self._rtp_socket.fileno(), self._rtp_readable)
+            self._reading = True
+
+    @property
+    def rtp_socket(self) -> socket.socket | None:
+        return self._rtp_socket
+
+    def relay_handover(self) -> RelayHandover | None:
+        """What a relay worker needs to move this endpoint's packets; None if it cannot.
+
+        It can while the endpoint is in its steady state: latched onto a source that is
+        sending, no RTCP on the RTP port, nothing watching what is sent to the phone, and
+        the taps on what the phone sends content with a few payload types (key presses).
+        """
+        if self._closed or self.offload is not None or self._rtp_socket is None:
+            return None
+        source = self._latch.source
+        if not self._latched or source is None or self._rtcp_mux or self._out_taps:
+            return None
+        forward: set[int] = set()
+        for tap in self._in_taps:
+            needed = getattr(tap, "payload_types_needed", None)
+            types = needed() if needed is not None else None
+            if types is None:
+                return None
+            forward |= types
+        types = None if self._payload_types is None else tuple(sorted(self._payload_types))
+        return RelayHandover(
+            source, self._latch.seen_at, self._latch.quiet_period, types, tuple(sorted(forward))
+        )
+
+    def adopt_relay_state(
+        self,
+        base: EndpointCounters,
+        packets: tuple[int, int, int, int, int, int],
+        seen_at: float,
+        source: Address,
+    ) -> None:
+        """Carry over what a relay worker did: its counters on top of `base`, the time the
+        phone last sent (the RTP watchdog reads it) and a source it re-latched onto."""
+        packets_in, bytes_in, packets_out, bytes_out, rejected, unsent = packets
+        counters = self.counters
+        counters.packets_in = base.packets_in + packets_in
+        counters.bytes_in = base.bytes_in + bytes_in
+        counters.packets_out = base.packets_out + packets_out
+        counters.bytes_out = base.bytes_out + bytes_out
+        counters.rejected = base.rejected + rejected
+        counters.unsent = base.unsent + unsent
+        if seen_at > self.received_at:
+            self.received_at = seen_at
+        latch = self._latch
+        if source != latch.source:
+            latch.source = source
+            self._target = source
+        if seen_at > latch.seen_at:
+            latch.seen_at = seen_at
+
+    def deliver_to_taps(self, data: bytes) -> None:
+        """A packet a relay worker moved that the taps on what the phone sends must see."""
+        for tap in self._in_taps:
+            try:
+                tap.on_rtp(self, data, True)
+            except Exception:
+                _log.exception("RTP tap %r failed on port %d", tap, self.local_port)
 
     def _abort(self) -> None:
-        """Close without waiting (setting up the sockets failed half-way)."""
+        """Close both sockets now (also when setting them up failed half-way)."""
         self._closed = True
-        for transport in (self._rtp_transport, self._rtcp_transport):
-            if transport is not None:
-                transport.close()
-        self._rtp_transport = self._rtcp_transport = None
+        loop = self._loop
+        for sock in (self._rtp_socket, self._rtcp_socket):
+            if sock is None:
+                continue
+            if loop is not None and not loop.is_closed():
+                loop.remove_reader(sock.fileno())
+            sock.close()
+        self._reading = False
+        self._rtp_socket = self._rtcp_socket = None
 
     async def _open(self, rtp_socket: socket.socket, rtcp_socket: socket.socket) -> None:
-        """Attach the two bound sockets to the running loop."""
-        loop = asyncio.get_running_loop()
-        rtp = _Receiver(self._rtp_received, self._socket_error, loop.create_future())
-        rtcp = _Receiver(self._rtcp_received, self._socket_error, loop.create_future())
-        self._rtp_transport, _ = await loop.create_datagram_endpoint(lambda: rtp, sock=rtp_socket)
-        self._receivers.append(rtp)
-        self._rtcp_transport, _ = await loop.create_datagram_endpoint(
-            lambda: rtcp, sock=rtcp_socket
-        )
-        self._receivers.append(rtcp)
+        """Watch the two bound sockets from the running loop.
+
+        Plain readers rather than datagram transports: a reader can be removed and put back
+        synchronously, which handing the socket to a relay worker and back needs, and a
+        full send buffer should drop a late RTP packet, not queue it.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._rtp_socket = rtp_socket
+        self._rtcp_socket = rtcp_socket
+        self._loop.add_reader(rtcp_socket.fileno(), self._rtcp_readable)
+        self.resume_reading()
+
+    def _rtp_readable(self) -> None:
+        sock = self._rtp_socket
+        if sock is None:
+            return
+        try:
+            data, addr = sock.recvfrom(_MAX_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._socket_error(exc)
+            return
+        self._rtp_received(data, addr)
+
+    def _rtcp_readable(self) -> None:
+        sock = self._rtcp_socket
+        if sock is None:
+            return
+        try:
+            data, addr = sock.recvfrom(_MAX_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._socket_error(exc)
+            return
+        self._rtcp_received(data, addr)
 
     def _rtp_received(self, data: bytes, addr: Address) -> None:
         # The hot path: runs for every packet of every call; keep it flat.
@@ -363,6 +497,7 @@ class MediaManager:
         self._clock = clock
         self._endpoints: set[RtpEndpoint] = set()
         self._bridges: dict[RtpEndpoint, Bridge] = {}
+        self.offloader: RelayOffloader | None = None  # moves plain bridges to a worker process
         if self.advertised_address in ("0.0.0.0", "::"):
             _log.warning("RTP bound to %s with no advertised address for SDP", bind_address)
 
@@ -439,6 +574,7 @@ class MediaManager:
 
     def unbridge(self, bridge: Bridge) -> None:
         """Stop relaying; the endpoints stay open (for re-bridging or a player). Idempotent."""
+        bridge.a.reclaim()
         bridge.stop()
         for endpoint in (bridge.a, bridge.b):
             if self._bridges.get(endpoint) is bridge:
@@ -447,8 +583,13 @@ class MediaManager:
     def bridge_of(self, endpoint: RtpEndpoint) -> Bridge | None:
         return self._bridges.get(endpoint)
 
+    def bridges(self) -> set[Bridge]:
+        return set(self._bridges.values())
+
     async def close(self) -> None:
         """Release every endpoint (shutdown)."""
+        if self.offloader is not None:
+            await self.offloader.close()
         for endpoint in list(self._endpoints):
             await self.release(endpoint)
 

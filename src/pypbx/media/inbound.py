@@ -20,7 +20,7 @@ from pypbx.media.endpoint import RtpEndpoint
 from pypbx.media.g711 import alaw_decode, ulaw_decode
 from pypbx.media.player import Pcm
 
-__all__ = ["InboundAudio", "PcmSink"]
+__all__ = ["InboundAudio", "PcmSink", "SinkMap"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,23 @@ PcmSink = Callable[[Pcm], None]
 
 _TS_SSRC = struct.Struct("!II")
 _WORD16 = struct.Struct("!H")
+
+
+class SinkMap(dict[object, PcmSink]):
+    """The decoded-audio consumers of one phone, keyed by owner so each removes its own.
+
+    A new consumer needs every audio packet here, so it calls `on_added` first: that brings
+    the packets back from a relay worker that only passes key presses on.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_added: Callable[[], None] | None = None
+
+    def __setitem__(self, owner: object, sink: PcmSink) -> None:
+        if self.on_added is not None:
+            self.on_added()
+        super().__setitem__(owner, sink)
 
 
 class InboundAudio:
@@ -40,7 +57,7 @@ class InboundAudio:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.on_digit = on_digit
-        self.sinks: dict[object, PcmSink] = {}  # keyed by owner, so each can remove its own
+        self.sinks = SinkMap()
         self._clock = clock
         self._events = DtmfEventReceiver()
         self._event_ssrc: int | None = None
@@ -50,6 +67,8 @@ class InboundAudio:
 
     def set_codec(self, codec: CodecSpec, *, inband: bool) -> None:
         """After a re-INVITE changed what the phone sends (or whether it has event support)."""
+        if self.sinks.on_added is not None:
+            self.sinks.on_added()  # what is needed from the relay may change with the codec
         self.codec = codec
         self._decode = alaw_decode if codec.name == "PCMA" else ulaw_decode
         if inband and self._detector is None:
@@ -60,6 +79,13 @@ class InboundAudio:
     @property
     def inband(self) -> bool:
         return self._detector is not None
+
+    def payload_types_needed(self) -> frozenset[int] | None:
+        """The payload types this tap must see; None: all (it decodes the audio)."""
+        if self.sinks or self._detector is not None:
+            return None
+        event = self.codec.telephone_event_pt
+        return frozenset() if event is None else frozenset((event,))
 
     def on_rtp(self, endpoint: RtpEndpoint, data: bytes | bytearray, inbound: bool) -> None:
         if not inbound:

@@ -160,6 +160,7 @@ class LegMedia:
             )
             # it watches what the phone sends only: spare every packet sent to it the call
             leg.endpoint.add_tap(leg.inbound, outbound=False)
+            leg.inbound.sinks.on_added = leg.endpoint.reclaim
         elif leg.inbound.codec != leg.codec or leg.inbound.inband != inband:
             leg.inbound.set_codec(leg.codec, inband=inband)
 

@@ -38,6 +38,9 @@ class FakeEndpoint:
     def send_rtcp(self, data: bytes) -> None:
         self.rtcp_sent.append(data)
 
+    def reclaim(self) -> None:
+        """Nothing is ever handed to a relay worker here."""
+
     def receive(self, data: bytes, now: float) -> None:
         self.received_at = now
         if self.on_packet is not None:

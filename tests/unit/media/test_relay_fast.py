@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pypbx.media.bridge import Bridge, CodecSpec
-from pypbx.media.endpoint import RtpEndpoint, _Receiver
+from pypbx.media.endpoint import RtpEndpoint
 from pypbx.media.rtp import RtpPacket
 from pypbx.media.stream import RtpOutputStream
 
@@ -33,7 +33,7 @@ class Clock:
 
 
 class Wire:
-    """Stands in for a datagram transport: records what is sent where."""
+    """Stands in for the RTP socket: records what is sent where."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, Any]] = []
@@ -53,7 +53,7 @@ class Tap:
 def endpoint(clock: Clock, port: int, remote: tuple[str, int]) -> tuple[RtpEndpoint, Wire]:
     ep = RtpEndpoint("192.0.2.1", port, relatch_after=2.0, clock=clock)
     wire = Wire()
-    ep._rtp_transport = wire  # type: ignore[assignment]
+    ep._rtp_socket = wire  # type: ignore[assignment]
     ep.set_remote(remote, payload_map={0: "PCMU", 101: "telephone-event"})
     return ep, wire
 
@@ -66,14 +66,6 @@ def rtp(seq: int, ts: int | None = None, *, ssrc: int = 0xA1A1A1A1, pt: int = 0)
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-def test_receiver_hands_datagrams_straight_to_the_endpoint(clock: Clock) -> None:
-    ep, _ = endpoint(clock, 30000, PHONE_A)
-    receiver = _Receiver(ep._rtp_received, ep._socket_error, None)  # type: ignore[arg-type]
-    assert receiver.datagram_received == ep._rtp_received
-    receiver.datagram_received(rtp(1), PHONE_A)
-    assert ep.counters.packets_in == 1
 
 
 def test_latched_source_keeps_its_time_and_target(clock: Clock) -> None:
