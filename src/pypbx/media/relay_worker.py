@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from pypbx.media.bridge import CodecSpec, RelayDirection
@@ -63,7 +64,10 @@ class _Leg:
         "payload_types",
         "port",
         "received_at",
+        "recvfrom",
         "rejected",
+        "relay",
+        "sendto",
         "sock",
         "target",
         "unsent",
@@ -71,6 +75,10 @@ class _Leg:
 
     def __init__(self, sock: socket.socket, setup: LegSetup) -> None:
         self.sock = sock
+        # bound once: the packet path would look them up for every packet otherwise
+        self.recvfrom = sock.recvfrom
+        self.sendto = sock.sendto
+        self.relay: Callable[[Any, bytes], None] | None = None
         self.port = setup.port
         self.latch = Latch(setup.quiet_period)
         self.latch.accept(setup.source, setup.seen_at)
@@ -88,7 +96,7 @@ class _Leg:
 
     def send(self, packet: bytes | bytearray) -> None:
         try:
-            self.sock.sendto(packet, self.target)
+            self.sendto(packet, self.target)
         except OSError:
             self.unsent += 1
             return
@@ -162,7 +170,7 @@ class RelayWorker:
     def _receive(self, leg: _Leg, now: float) -> None:
         # The hot path, the twin of RtpEndpoint._rtp_received: keep the two in step.
         try:
-            data, addr = leg.sock.recvfrom(_MAX_DATAGRAM)
+            data, addr = leg.recvfrom(_MAX_DATAGRAM)
         except OSError:  # nothing there after all, or an ICMP error from the far phone
             return
         if len(data) < 12 or data[0] >> 6 != 2:
@@ -187,9 +195,9 @@ class RelayWorker:
         leg.bytes_in += len(data)
         if payload_type in leg.forward:
             self._send(encode_packet(leg.port, data))
-        direction = leg.direction
-        if direction is not None:
-            direction.relay(leg, data)  # type: ignore[arg-type]  # a _Leg quacks enough
+        relay = leg.relay
+        if relay is not None:
+            relay(leg, data)
 
     def _control(self) -> bool | None:
         """Handle one control message: False when pypbx has gone, None when none waits."""
@@ -234,6 +242,7 @@ class RelayWorker:
         b.direction = RelayDirection(_as_end(b), _as_end(a), b_codec, a_codec)
         a.direction.import_state(setups[0].direction)
         b.direction.import_state(setups[1].direction)
+        a.relay, b.relay = a.direction.relay, b.direction.relay
         # Streams the relay was feeding stay fed by it: no handover, so no marker or jump.
         if setups[1].output[4]:
             b.output.writer = a.direction
