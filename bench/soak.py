@@ -14,7 +14,7 @@ Without --rate the rate is half the highest call_setup rate pypbx sustains: take
 Not part of `make bench` (it takes --minutes); `make soak` runs it.
 
     .venv/bin/python bench/soak.py [--minutes 10] [--rate R | --figures FILE] [--hold 10]
-        [--no-media] [--interval 60] [--uvloop]
+        [--no-media] [--interval 60] [--uvloop] [--relay-worker default|on|off]
 """
 
 from __future__ import annotations
@@ -170,6 +170,13 @@ def main() -> int:
     parser.add_argument("--no-media", action="store_true", help="signalling only, no RTP")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between samples")
     parser.add_argument("--uvloop", action="store_true", help="run pypbx on uvloop")
+    parser.add_argument(
+        "--relay-worker",
+        choices=("default", "on", "off"),
+        default="default",
+        help="calls move to pypbx's relay worker process after 0.5 s (on), never (off), "
+        "or as pypbx's own default has it (after 2 s)",
+    )
     parser.add_argument("--workdir", metavar="DIR", help="keep logs and configs in DIR")
     args = parser.parse_args()
     ports = BenchPorts()
@@ -185,6 +192,7 @@ def main() -> int:
             uvloop=args.uvloop,
             rtp_port_count=min(4 * concurrent, 4000),
             config={} if media else {"media": {"rtp_timeout": 0}},
+            relay_worker={"on": True, "off": False}.get(args.relay_worker),
         )
         pbx.start()
         procs: list[BenchSipp] = []

@@ -27,6 +27,7 @@ from peers.flows import (
 )
 from peers.pbx import ADMIN_USER, PbxProcess
 from peers.sipp import SippResult, TracedMessage
+from peers.webhook import WebServer
 
 ATTACKER = "127.0.0.2"
 OFFICE = {"1000": "pw-1000", "1001": "pw-1001", "2000": "pw-2000", "2001": "pw-2001"}
@@ -88,6 +89,23 @@ def test_a_register_flood_gets_503_while_the_office_registers_and_calls(
     log = pbx.log_path.read_text()
     assert log.count("flood from 127.0.0.2") == 1  # logged once, not per request
     no_calls_left(pbx)
+
+
+def test_the_api_agents_own_calls_are_never_rate_limited(
+    start_pbx: PbxFactory, web: WebServer
+) -> None:
+    """With nothing exempt (auth_ban_ignore empty) and a tiny INVITE budget, the calls
+    the API extensions place through pypbx's own agent are still all put through."""
+    pbx = start(start_pbx, invite_rate=0.2, invite_burst=1, flood_ban_after=0)
+    web.replies["/incoming"] = b"<Response><Hangup/></Response>"
+    pbx.add_api_extension("9994")
+    pbx.add_api_extension("9995", web.url("/incoming"))
+    for _ in range(4):
+        result = pbx.api("Call", Dialed="9995", ApiExtension="9994")
+        assert result.code == 200, result.text
+    for _ in range(4):
+        web.wait_for("IncomingCall", timeout=10)
+    no_calls_left(pbx, timeout=15)
 
 
 def test_sustained_flooding_gets_the_source_banned(

@@ -240,11 +240,13 @@ class Pbx:
             self.b2bua.in_dialog(event)
             return
         now = time.monotonic()
-        if self.auth.bans.banned(event.source[0], now):
+        if self.agent is not None and event.source == self.agent.address:
+            pass  # our own API-extension agent: never banned or rate limited as a stranger
+        elif self.auth.bans.banned(event.source[0], now):
             if method != "ACK":  # banned: the same answer as a failed login, nothing more
                 self.stack.send_response(reply(request, 403, "Forbidden"))
             return
-        if self.flood is not None:
+        elif self.flood is not None:
             retry = self.flood.check(event.source[0], method, now)
             if retry is not None:  # over its rate: no store access, no digest work
                 if method in ("INVITE", "REGISTER"):
