@@ -65,13 +65,19 @@ def phone(pbx: PbxProcess, make_phone, ext: str, tone: float) -> BaresipPhone:  
     return make_phone(ext, tone=tone, registrar=pbx.sip_address, password=f"pw-{ext}")
 
 
-def test_a_plain_call_is_relayed_by_the_worker_with_audio_and_keys(pbx, make_phone) -> None:  # type: ignore[no-untyped-def]
+def call_via_worker(pbx: PbxProcess, make_phone) -> tuple[BaresipPhone, BaresipPhone]:  # type: ignore[no-untyped-def]
+    """1000 (440 Hz) calls 2000 (1000 Hz); returns once the worker relays the call."""
     a = phone(pbx, make_phone, "1000", TONE_A)
     b = phone(pbx, make_phone, "2000", TONE_B)
     a.dial(f"sip:2000@{pbx.sip_address}")
     b.wait_for_event("CALL_ESTABLISHED", 15)
     a.wait_for_event("CALL_ESTABLISHED", 15)
     wait_for_log(pbx, HANDED_OVER, 1, timeout=10)
+    return a, b
+
+
+def test_a_plain_call_is_relayed_by_the_worker_with_audio_and_keys(pbx, make_phone) -> None:  # type: ignore[no-untyped-def]
+    a, b = call_via_worker(pbx, make_phone)
     time.sleep(3)  # talking through the worker
     a.send_dtmf("3")
     b.wait_for_event("CALL_DTMF_START", 5)
@@ -102,12 +108,7 @@ def test_a_plain_call_is_relayed_by_the_worker_with_audio_and_keys(pbx, make_pho
 
 
 def test_hold_takes_the_call_back_and_unhold_hands_it_over_again(pbx, make_phone) -> None:  # type: ignore[no-untyped-def]
-    a = phone(pbx, make_phone, "1000", TONE_A)
-    b = phone(pbx, make_phone, "2000", TONE_B)
-    a.dial(f"sip:2000@{pbx.sip_address}")
-    b.wait_for_event("CALL_ESTABLISHED", 15)
-    a.wait_for_event("CALL_ESTABLISHED", 15)
-    wait_for_log(pbx, HANDED_OVER, 1, timeout=10)
+    a, b = call_via_worker(pbx, make_phone)
     (call,) = pbx.active_calls()
     time.sleep(1)
     held_at = time.monotonic()

@@ -376,30 +376,26 @@ class RtpEndpoint:
         self.resume_reading()
 
     def _rtp_readable(self) -> None:
-        sock = self._rtp_socket
-        if sock is None:
-            return
-        try:
-            data, addr = sock.recvfrom(_MAX_DATAGRAM)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._socket_error(exc)
-            return
-        self._rtp_received(data, addr)
+        received = self._read(self._rtp_socket)
+        if received is not None:
+            self._rtp_received(*received)
 
     def _rtcp_readable(self) -> None:
-        sock = self._rtcp_socket
+        received = self._read(self._rtcp_socket)
+        if received is not None:
+            self._rtcp_received(*received)
+
+    def _read(self, sock: socket.socket | None) -> tuple[bytes, Address] | None:
+        """One datagram (a reader is called once per datagram waiting), or None."""
         if sock is None:
-            return
+            return None
         try:
-            data, addr = sock.recvfrom(_MAX_DATAGRAM)
+            return sock.recvfrom(_MAX_DATAGRAM)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError as exc:
             self._socket_error(exc)
-            return
-        self._rtcp_received(data, addr)
+            return None
 
     def _rtp_received(self, data: bytes, addr: Address) -> None:
         # The hot path: runs for every packet of every call; keep it flat.
