@@ -21,6 +21,7 @@ import pytest
 
 from pypbx.media.bridge import CodecSpec
 from pypbx.media.endpoint import MediaManager, RtpEndpoint
+from pypbx.media.inbound import InboundAudio
 from pypbx.media.relay_offload import RelayOffloader
 from pypbx.media.rtp import RtpPacket
 
@@ -246,3 +247,23 @@ async def test_a_dead_worker_hands_every_call_back_to_the_loop(call: Call) -> No
     await talk(call, 5)
     got = call.phone_b.drain()
     assert len(got) == 10  # the loop relays again (what the worker moved was lost with it)
+
+
+async def test_a_decoded_audio_consumer_takes_the_bridge_back(call: Call) -> None:
+    """Recording or prompt mixing adds a sink to the phone's InboundAudio: that needs every
+    audio packet, so the bridge comes back to the loop before the sink is in place."""
+    digits: list[object] = []
+    inbound = InboundAudio(PCMU, digits.append, inband=False)
+    call.a.add_tap(inbound, outbound=False)
+    inbound.sinks.on_added = call.a.reclaim
+    await talk(call, 5)
+    bridge = call.media.bridge_of(call.a)
+    assert bridge is not None and call.offloader.offload(bridge, time.monotonic())
+    heard: list[int] = []
+    inbound.sinks["recorder"] = lambda pcm: heard.append(len(pcm))
+    assert call.a.offload is None
+    await talk(call, 5)
+    assert heard == [160] * 5  # every frame decoded again, from the loop
+    assert not call.offloader.offload(bridge, time.monotonic())  # not while it is needed
+    del inbound.sinks["recorder"]
+    assert call.offloader.offload(bridge, time.monotonic())
