@@ -212,9 +212,7 @@ def main() -> int:
         targets: list[Target] = []
         try:
             modes = {"off": [False], "on": [True], "both": [False, True]}
-            for uvloop, worker in itertools.product(
-                modes[args.uvloop], modes[args.relay_worker]
-            ):
+            for uvloop, worker in itertools.product(modes[args.uvloop], modes[args.relay_worker]):
                 # four RTP ports per call (two legs, RTP + RTCP), with room to spare
                 pbx = BenchPbx(
                     root / f"pbx-{uvloop}-{worker}",

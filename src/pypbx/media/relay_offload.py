@@ -38,7 +38,7 @@ __all__ = ["OffloadedBridge", "RelayOffloader"]
 
 log = logging.getLogger(__name__)
 
-RECLAIM_TIMEOUT = 0.5  # a worker that does not answer a removal this fast is taken for dead
+RECLAIM_TIMEOUT = 1.0  # a worker that does not answer a hand-back this fast is taken for dead
 RESTART_DELAY = 5.0
 _SENDING = 1.0  # both phones must have sent within this many seconds to hand a bridge over
 _MAX_MESSAGE = 1 << 20
