@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,6 +134,21 @@ def _tune_garbage_collector() -> None:
     gc.set_threshold(10_000, 20, 20)
 
 
+def _raise_file_limit() -> None:
+    """Each call holds four RTP sockets (and a TCP phone one more): the common soft limit of
+    1024 open files would cap a PBX near 250 calls, so take what the hard limit allows, as
+    Asterisk and FreeSWITCH do at start."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open files limited to %d (cannot raise it: %s)", soft, exc)
+            return
+        log.debug("open files limit raised from %d to %d", soft, wanted)
+
+
 def _smpp_gateway(settings: Settings) -> SmppGateway | None:
     """The SMSC connection when `[smpp]` names a host (the PBX starts and stops it)."""
     smpp = settings.smpp.settings()
@@ -140,6 +156,7 @@ def _smpp_gateway(settings: Settings) -> SmppGateway | None:
 
 
 async def serve(settings: Settings) -> None:
+    _raise_file_limit()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await Store.open(settings.db_url)
     try:

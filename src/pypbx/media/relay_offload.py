@@ -349,13 +349,14 @@ class RelayOffloader:
             return None
         deadline = time.monotonic() + RECLAIM_TIMEOUT
         loop = self._loop
+        poller = select.poll()  # not select(): with thousands of RTP sockets, fds pass 1024
+        poller.register(sock.fileno(), select.POLLIN)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._worker_lost("no answer to a hand-back")
                 return None
-            readable, _, _ = select.select([sock], [], [], remaining)
-            if not readable:
+            if not poller.poll(remaining * 1000):
                 continue
             try:
                 message = sock.recv(_MAX_MESSAGE)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import resource
 import socket
 import struct
 import time
@@ -267,3 +268,38 @@ async def test_a_decoded_audio_consumer_takes_the_bridge_back(call: Call) -> Non
     assert not call.offloader.offload(bridge, time.monotonic())  # not while it is needed
     del inbound.sinks["recorder"]
     assert call.offloader.offload(bridge, time.monotonic())
+
+
+async def test_a_hand_back_works_with_descriptors_past_1024() -> None:
+    """With thousands of RTP sockets the control socket's descriptor passes FD_SETSIZE,
+    where select() fails: the blocking wait for the worker's answer must not use it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(1050)]
+    media = MediaManager("127.0.0.1", _BASE + 20, _BASE + 39)
+    offloader = RelayOffloader(media, after=0.0, period=3600)
+    media.offloader = offloader
+    await offloader.start()
+    try:
+        assert await offloader.ensure_worker()
+        phone_a, phone_b = Phone(1), Phone(2)
+        a = await media.create_endpoint()
+        b = await media.create_endpoint()
+        assert a.rtp_socket is not None and a.rtp_socket.fileno() > 1024
+        a.set_remote(phone_a.address, payload_map=PAYLOADS)
+        b.set_remote(phone_b.address, payload_map=PAYLOADS)
+        phone_a.target = ("127.0.0.1", a.local_port)
+        phone_b.target = ("127.0.0.1", b.local_port)
+        bridge = media.bridge(a, b, PCMU, PCMU)
+        phone_a.send(2)
+        phone_b.send(2)
+        await settle(phone_a, phone_b)
+        assert offloader.offload(bridge, time.monotonic())
+        a.reclaim()
+        assert a.offload is None and offloader.running
+    finally:
+        await media.close()
+        for sock in filler:
+            sock.close()
