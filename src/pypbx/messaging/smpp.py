@@ -72,6 +72,17 @@ _MAX_GROUPS = 100_000  # multipart messages whose receipts are still being colle
 _REASSEMBLY_TIMEOUT = 600.0  # an incoming part whose siblings never come is dropped then
 
 
+def readable(socks: list[Any], timeout: float) -> list[Any]:
+    """Those of `socks` with data waiting (within `timeout` s): poll, not select, because
+    the PBX holds thousands of RTP sockets and select fails on descriptors past 1024."""
+    poller = select.poll()
+    by_fd = {}
+    for sock in socks:
+        by_fd[sock.fileno()] = sock
+        poller.register(sock, select.POLLIN)
+    return [by_fd[fd] for fd, _ in poller.poll(max(0.0, timeout) * 1000)]
+
+
 class SmppError(Exception):
     """A message could not be handed to the SMSC."""
 
@@ -335,7 +346,7 @@ class SmppGateway:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            select.select([self._wake_r], [], [], left)
+            readable([self._wake_r], left)
             self._drain_wake()
 
     def _drain_wake(self) -> None:
@@ -432,8 +443,8 @@ class _Session:
     def _wait_unbind_resp(client: Any) -> None:
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
-            readable, _, _ = select.select([client._socket], [], [], deadline - time.monotonic())
-            if not readable or client.read_pdu().command == "unbind_resp":
+            ready = readable([client._socket], deadline - time.monotonic())
+            if not ready or client.read_pdu().command == "unbind_resp":
                 return
 
     # -- main loop
@@ -507,10 +518,10 @@ class _Session:
             deadlines.append(self.paused_until)
         wait = max(0.0, min(deadlines) - now)
         sock = self.client._socket
-        readable, _, _ = select.select([sock, self.gw._wake_r], [], [], wait)
-        if self.gw._wake_r in readable:
+        ready = readable([sock, self.gw._wake_r], wait)
+        if self.gw._wake_r in ready:
             self.gw._drain_wake()
-        if sock in readable:
+        if sock in ready:
             self.read_one()
 
     def read_one(self) -> None:
