@@ -155,6 +155,9 @@ class MessageRouter:
         self.settings = settings or MessageSettings()
         self._actions = actions  # runs OzML replies; None: replies are not executed
         self._again: set[str] = set()  # extensions whose pending messages must be looked at
+        # Extensions that may have messages waiting (every wake() adds one, a round that
+        # finds none left removes it): a REGISTER of any other costs no store query.
+        self._maybe_pending: set[str] = set()
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -184,6 +187,7 @@ class MessageRouter:
         first)."""
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
         for extension_id in await self.store.pending_recipients():
+            self._maybe_pending.add(extension_id)  # delivered when its phone registers
             if self.registrar.bindings(extension_id):
                 self.wake(extension_id)
         if self.gateway is not None:
@@ -449,6 +453,7 @@ class MessageRouter:
         if self._closed:
             return
         self._again.add(extension_id)
+        self._maybe_pending.add(extension_id)
         if extension_id not in self._workers:
             task = asyncio.get_running_loop().create_task(self._work(extension_id))
             self._workers[extension_id] = task
@@ -464,6 +469,8 @@ class MessageRouter:
     async def after_register(self, event: RequestReceived) -> None:
         """Wake delivery for the extension a REGISTER bound, once the registrar answered it
         200 (the To user is the extension's id, username or authorization name)."""
+        if not self._maybe_pending:  # nothing waits for anyone: no lookups either
+            return
         answered = event.transaction.last_response if event.transaction is not None else None
         if answered is None or answered.status != 200:
             return
@@ -471,7 +478,7 @@ class MessageRouter:
         ext = await self.store.get_extension(user) if user else None
         if ext is None and user:
             ext = await self.store.find_extension_by_auth_name(user)
-        if ext is not None and self.registrar.bindings(ext.id):
+        if ext is not None and ext.id in self._maybe_pending and self.registrar.bindings(ext.id):
             self.wake(ext.id)
 
     async def _work(self, extension_id: str) -> None:
@@ -494,6 +501,8 @@ class MessageRouter:
                 if not await self._deliver(record):
                     return  # kept for the next REGISTER, and so is everything after it
             if len(batch) < _BATCH:
+                if extension_id not in self._again:  # no wake() came during the round
+                    self._maybe_pending.discard(extension_id)
                 return
 
     async def _deliver(self, record: MessageRecord) -> bool:

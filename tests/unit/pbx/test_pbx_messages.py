@@ -942,3 +942,78 @@ async def test_incoming_sms_without_a_taker_is_dropped(
         await settle(world)
     assert world.notifier.posted == []
     assert "SMS from +36201111111 to +3611 dropped: no API extension takes it" in caplog.text
+
+
+# ---- REGISTER without store queries ------------------------------------------------------
+
+
+def count_queries(world: World, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every pending_messages / extension lookup the router makes."""
+    calls: list[str] = []
+    store = world.store
+    for name in ("pending_messages", "get_extension", "find_extension_by_auth_name"):
+        original = getattr(store, name)
+
+        async def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            calls.append(_name)
+            return await _original(*args)
+
+        monkeypatch.setattr(store, name, counted)
+    return calls
+
+
+def registered_with_200(world: World, ext: str) -> RequestReceived:
+    world.registrar.register(ext)
+    register = message(to=ext)
+    txn = FakeTransaction(reply(register.request, 200))
+    return replace(register, transaction=txn)  # type: ignore[arg-type]
+
+
+async def test_register_with_nothing_waiting_costs_no_store_query(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = count_queries(world, monkeypatch)
+    await world.router.after_register(registered_with_200(world, "2000"))
+    await settle(world)
+    assert calls == []
+
+
+async def test_a_delivered_round_forgets_the_extension(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.stack.auto = 200
+    await world.router.on_message(message(to="2000"))  # 2000 offline: kept
+    await settle(world)
+    event = registered_with_200(world, "2000")
+    await world.router.after_register(event)
+    await settle(world)
+    assert await stored(world) == []
+    calls = count_queries(world, monkeypatch)
+    await world.router.after_register(event)  # nothing left for 2000: no query
+    await settle(world)
+    assert calls == []
+
+
+async def test_a_message_kept_across_a_restart_goes_out_at_the_next_register(
+    world: World,
+) -> None:
+    await world.router.on_message(message(to="3000"))  # 3000 offline
+    await settle(world)
+    restarted = MessageRouter(
+        world.stack,  # type: ignore[arg-type]
+        world.store,
+        world.registrar,  # type: ignore[arg-type]
+        world.auth,  # type: ignore[arg-type]
+        world.notifier,  # type: ignore[arg-type]
+        MessageSettings(max_bytes=1000, attempt_timeout=5.0),
+    )
+    try:
+        await restarted.start()  # 3000 is still offline: nothing to deliver yet
+        await settle(world)
+        assert [r.recipient for r in await stored(world)] == ["3000"]
+        world.stack.auto = 200
+        await restarted.after_register(registered_with_200(world, "3000"))
+        await settle(world)
+        assert await stored(world) == []
+    finally:
+        await restarted.close()
