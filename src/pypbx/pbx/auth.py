@@ -64,8 +64,11 @@ class SipAuthenticator:
         return AuthResult(None, reply(request, 403, "Forbidden"))
 
     def _credentials(self, request: Request) -> DigestCredentials | None:
+        headers = request.headers
         for header in ("Proxy-Authorization", "Authorization"):
-            for value in request.headers.get_all(header):
+            if header not in headers:  # an index lookup; most requests carry neither
+                continue
+            for value in headers.get_all(header):
                 try:
                     creds = parse_credentials(value)
                 except DigestError:

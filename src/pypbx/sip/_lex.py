@@ -25,6 +25,9 @@ _CONTROL_CHAR_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # gen-value = token / host / quoted-string (§25.1), loosened to "no separators" for the
 # unquoted case because peers put '/', '@' or '=' in values.
 _PARAM_VALUE_RE = re.compile(r'[^\s,;<>"]*|"(?:[^"\\]|\\[\s\S])*"')
+# A parameter list without quotes, brackets, blanks or empty elements: what it splits into
+# on ';' is what the general path below would find, already valid.
+_PLAIN_PARAMS_RE = re.compile(r'(?:;[A-Za-z0-9\-.!%*_+`\'~]+(?:=[^\s,;<>"]*)?)+')
 
 # One element of a list: runs of quoted strings, <...> groups and ordinary characters.  An
 # unterminated quote or bracket swallows the rest, which the element parser then rejects.
@@ -56,6 +59,17 @@ def parse_params(text: str, what: str) -> dict[str, str | None]:
     text = text.strip()
     if not text:
         return params
+    if _PLAIN_PARAMS_RE.fullmatch(text) and text.count(";") <= MAX_LIST_VALUES:
+        for piece in text[1:].split(";"):
+            name, eq, value = piece.partition("=")
+            params[name.lower()] = value if eq else None
+        return params
+    return _parse_params_general(text, what)
+
+
+def _parse_params_general(text: str, what: str) -> dict[str, str | None]:
+    """Every list ``parse_params`` accepts (stripped, non-empty), the plain ones included."""
+    params: dict[str, str | None] = {}
     if text[0] != ";":
         raise SipParseError(f"Bad {what}")
     pieces = split_outside(text[1:], ";")

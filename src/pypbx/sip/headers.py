@@ -99,8 +99,21 @@ KNOWN_NAMES = MappingProxyType(
 )  # fmt: skip
 
 
+# Exact spellings callers use (canonical, lowercase, compact) -> lookup key: most lookups
+# are one dictionary hit instead of a lower() and a compact-form check.
+_KEY_OF = MappingProxyType(
+    {**{name: key for key, name in _CANONICAL.items()},
+     **{key: key for key in _CANONICAL},
+     **{short: key for short, key in _COMPACT.items()},
+     **{short.upper(): key for short, key in _COMPACT.items()}}
+)  # fmt: skip
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header name: lowercase, compact form expanded."""
+    key = _KEY_OF.get(name)
+    if key is not None:
+        return key
     low = name.lower()
     return _COMPACT.get(low, low)
 
@@ -125,27 +138,39 @@ class Headers:
     """Header fields in message order; names compared case-insensitively.
 
     Values given to ``add``/``set`` are checked for CR/LF so no caller can inject header lines.
+    Why an index: the typed views of ``Message`` look their header up on every access (a
+    handful of times per message), so the first value of each name is kept in a dict built
+    on the first lookup and dropped by every change; ``_fields`` is only ever read outside.
     """
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_fields", "_index")
 
     def __init__(self, items: Iterable[tuple[str, str | int]] = ()) -> None:
         self._fields: list[_Field] = [_check(name, value) for name, value in items]
+        self._index: dict[str, str] | None = None
 
     @classmethod
     def _trusted(cls, fields: list[_Field]) -> Headers:
         """Wrap fields the parser has already validated (no copying, no checks)."""
         headers = cls.__new__(cls)
         headers._fields = fields
+        headers._index = None
         return headers
+
+    def _first_values(self) -> dict[str, str]:
+        index = self._index
+        if index is None:
+            # reversed: the first field of a name is written last, so it is the one kept
+            index = self._index = {key: value for key, _, value in reversed(self._fields)}
+        return index
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first field's value exactly as received (unfolded, trimmed)."""
-        key = header_key(name)
-        for field_key, _, value in self._fields:
-            if field_key == key:
-                return value
-        return default
+        index = self._index
+        if index is None:
+            index = self._first_values()
+        key = _KEY_OF.get(name)
+        return index.get(key if key is not None else header_key(name), default)
 
     def get_fields(self, name: str) -> list[str]:
         """Every field's raw value, without splitting comma-separated lists."""
@@ -168,11 +193,16 @@ class Headers:
 
     def add(self, name: str, value: str | int) -> None:
         """Append a field after all existing ones."""
-        self._fields.append(_check(name, value))
+        field = _check(name, value)
+        self._fields.append(field)
+        index = self._index
+        if index is not None and field[0] not in index:
+            index[field[0]] = field[2]
 
     def insert_first(self, name: str, value: str | int) -> None:
         """Insert before the first field of that name (or at the top): a new Via, say."""
         new = _check(name, value)
+        self._index = None
         for index, (field_key, _, _) in enumerate(self._fields):
             if field_key == new[0]:
                 self._fields.insert(index, new)
@@ -196,17 +226,34 @@ class Headers:
                 kept.append(field)
         kept[position:position] = new
         self._fields = kept
+        self._index = None
+
+    def replace_first(self, name: str, value: str | int) -> None:
+        """Replace the value of the first field of that name (or add it if there is none).
+
+        Cheaper than ``replace_all`` when only the top one of several changes (a stamped Via).
+        """
+        new = _check(name, value)
+        key = new[0]
+        for index, field in enumerate(self._fields):
+            if field[0] == key:
+                self._fields[index] = new
+                if self._index is not None:
+                    self._index[key] = new[2]
+                return
+        self.add(name, value)
 
     def remove(self, name: str) -> None:
         """Remove every field of that name (no error if there is none)."""
         key = header_key(name)
         self._fields = [field for field in self._fields if field[0] != key]
+        if self._index is not None:
+            self._index.pop(key, None)
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = header_key(name)
-        return any(field[0] == key for field in self._fields)
+        return header_key(name) in self._first_values()
 
     def items(self) -> list[tuple[str, str]]:
         """(canonical name, value) pairs in order."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Self, TypeVar, cast
 
 from pypbx.sip._lex import MAX_LIST_VALUES, TOKEN_RE, split_outside
@@ -86,11 +87,29 @@ class Message:
             raise SipParseError(f"Missing {name}")
         return value
 
+    def _single(self, key: str, name: str, parse: Callable[[str], object]) -> object:
+        """The parsed first value of mandatory header ``name`` (lookup key ``key``).
+
+        ``_required`` plus ``_view`` in one call with the index read directly: these views are
+        read several times per message by every layer, so their cost is mostly call overhead.
+        """
+        raw = self.headers._first_values().get(key)
+        if raw is None:
+            raise SipParseError(f"Missing {name}")
+        hit = self._cache.get(name)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        value = parse(raw)
+        self._cache[name] = (raw, value)
+        return value
+
     # -- mandatory headers -------------------------------------------------------------------
 
     @property
     def call_id(self) -> str:
-        value = self._required("Call-ID")
+        value = self.headers._first_values().get("call-id")
+        if value is None:
+            raise SipParseError("Missing Call-ID")
         if not value:
             raise SipParseError("Bad Call-ID")
         return value
@@ -101,7 +120,7 @@ class Message:
 
     @property
     def cseq(self) -> tuple[int, str]:
-        return cast(tuple[int, str], self._view("CSeq", self._required("CSeq"), parse_cseq))
+        return cast(tuple[int, str], self._single("cseq", "CSeq", parse_cseq))
 
     @cseq.setter
     def cseq(self, value: tuple[int, str]) -> None:
@@ -109,7 +128,7 @@ class Message:
 
     @property
     def from_addr(self) -> Address:
-        return cast(Address, self._view("From", self._required("From"), _parse_from))
+        return cast(Address, self._single("from", "From", _parse_from))
 
     @from_addr.setter
     def from_addr(self, value: Address) -> None:
@@ -117,7 +136,7 @@ class Message:
 
     @property
     def to_addr(self) -> Address:
-        return cast(Address, self._view("To", self._required("To"), _parse_to))
+        return cast(Address, self._single("to", "To", _parse_to))
 
     @to_addr.setter
     def to_addr(self, value: Address) -> None:
@@ -125,7 +144,11 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        return cast(Via, self._view("top-Via", self._required("Via"), _parse_top_via))
+        hit = self._cache.get("Via")
+        raw = self.headers._first_values().get("via")
+        if hit is not None and hit[0] == raw:  # the usual case, inlined: the hottest view
+            return cast(Via, hit[1])
+        return cast(Via, self._single("via", "Via", _parse_top_via))
 
     @top_via.setter
     def top_via(self, value: Via) -> None:
@@ -137,11 +160,34 @@ class Message:
     def vias(self) -> list[Via]:
         """Every Via value, top first (a fresh list; the Via objects are shared)."""
         fields = tuple(self.headers.get_fields("Via"))
-        return list(cast(list[Via], self._view("Via", fields, _parse_vias)))
+        return list(cast(list[Via], self._view("all-Via", fields, _parse_vias)))
 
     @vias.setter
     def vias(self, value: list[Via]) -> None:
         self.headers.replace_all("Via", [str(via) for via in value])
+
+    def forget_views(self) -> None:
+        """Drop the parsed views; the next access parses again from the headers.
+
+        For messages kept long but seldom read again (a completed transaction's request and
+        final response, held 32 s on UDP to answer retransmissions): each view is a few
+        objects the garbage collector walks on every full collection.
+        """
+        self._cache.clear()
+
+    def replace_top_via(self, via: Via) -> None:
+        """Put ``via`` in place of the top Via value, the ones below left as they are.
+
+        When the top value has a field of its own (the usual case) only that field is
+        rewritten, the others stay unparsed; ``via`` becomes the cached ``top_via`` at once,
+        so the next access does not parse back what was just written.
+        """
+        top = self.headers.get("Via")
+        if top is not None and "," not in top:
+            self.headers.replace_first("Via", str(via))
+        else:  # the top Via shares its field with others: rewrite them all
+            self.top_via = via
+        self._cache["Via"] = (self._required("Via"), via)
 
     # -- optional headers --------------------------------------------------------------------
 
@@ -286,6 +332,13 @@ class Response(Message):
         return f"<Response {self.status} {self.reason} Call-ID={self.headers.get('Call-ID')}>"
 
 
+_COPIED = MappingProxyType({"via": 0, "from": 1, "to": 2, "call-id": 3, "cseq": 4})
+
+
+def _copied_order(field: tuple[str, str, str]) -> int:
+    return _COPIED[field[0]]
+
+
 def make_response(
     request: Request, status: int, reason: str | None = None, *, to_tag: str | None = None
 ) -> Response:
@@ -296,9 +349,9 @@ def make_response(
     Tolerates a request whose headers are missing or malformed (the 400 path).
     """
     source = request.headers
-    fields = [field for field in source._fields if field[0] == "via"]
-    for key in ("from", "to", "call-id", "cseq"):
-        fields.extend(field for field in source._fields if field[0] == key)
+    # One pass, then a stable sort into Via, From, To, Call-ID, CSeq order.
+    fields = [field for field in source._fields if field[0] in _COPIED]
+    fields.sort(key=_copied_order)
     if to_tag is not None:
         for index, (key, name, value) in enumerate(fields):
             if key == "to":
@@ -311,4 +364,9 @@ def make_response(
                 break
     if status == 100:
         fields.extend(field for field in source._fields if field[0] == "timestamp")
-    return Response(status, reason, Headers._trusted(fields))
+    response = Response(status, reason, Headers._trusted(fields))
+    # The views parsed for the request hold for the response wherever the raw text is the
+    # same (every cache entry is checked against its raw text on use), so Via, From, CSeq
+    # and an untouched To are not parsed a second time.
+    response._cache = dict(request._cache)
+    return response

@@ -16,6 +16,7 @@ the mandatory ones that transaction matching needs anyway.
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 
 from pypbx.sip._lex import MAX_LIST_VALUES, TOKEN_RE
 from pypbx.sip.errors import SipParseError
@@ -24,13 +25,19 @@ from pypbx.sip.limits import DEFAULT_LIMITS, Limits
 from pypbx.sip.model import Message, Request, Response
 from pypbx.sip.uri import SipURI
 
-_BLANK_LINE_RE = re.compile(rb"\r?\n\r?\n")
+# The end of the header section, found from its second-to-last LF: a leading "\r?" in the
+# pattern would make the search try a match at every byte, ten times slower.
+_BLANK_LINE_RE = re.compile(rb"\n\r?\n")
 # Control characters other than HT and LF (CRLF was normalised to LF before the search).  A
 # plain class keeps the common-case scan fast; only a hit pays for the exact rule, which lets
 # a control character through as the second half of a quoted-pair ("\" then %x00-09 /
 # %x0B-0C / %x0E-7F, §25.1: RFC 4475 intmeth quotes BEL, NUL and DEL that way), never CR.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _BARE_CONTROL_RE = re.compile(r"\r|(?<!\\)[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Every byte but the control ones (HT, LF and CR aside): what deleting these from the raw
+# header bytes leaves is the control characters the regexes above would look at, so the
+# usual message, with none and every CR in a CRLF, is cleared by two C-level passes.
+_PLAIN_BYTES = bytes([9, 10, 13, *range(0x20, 0x7F), *range(0x80, 0x100)])
 _VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
 # A subset of what Via.parse accepts (host name or IPv4, port below 10000, up to 32 token
 # parameters): a match is a valid Via without the cost of building one.
@@ -39,6 +46,15 @@ _PLAIN_VIA_RE = re.compile(
     r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~]+)?){0,32}"
 )
 _FOREIGN_VERSION = "Unsupported SIP version"
+# Header names exactly as most peers write them (lowercase, compact, canonical) -> what
+# KNOWN_NAMES gives for them, so the usual header line needs no rstrip() and lower().
+_EXACT_NAMES = MappingProxyType(
+    {
+        **KNOWN_NAMES,
+        **{known[1]: known for known in KNOWN_NAMES.values()},
+        **{name.upper(): known for name, known in KNOWN_NAMES.items() if len(name) == 1},
+    }
+)
 
 
 def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Response:
@@ -57,7 +73,10 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
         raise SipParseError("Empty message")
     blank = _BLANK_LINE_RE.search(data)
     if blank is not None:
-        head_bytes, body = data[: blank.start()], data[blank.end() :]
+        start = blank.start()
+        if start and data[start - 1] == 13:  # the CR of a CRLF
+            start -= 1
+        head_bytes, body = data[:start], data[blank.end() :]
     elif data.endswith(b"\n"):
         # The datagram delimits the message (RFC 4475 baddn, RFC 5118 §4.10 as archived).
         head_bytes, body = data[: -2 if data.endswith(b"\r\n") else -1], b""
@@ -70,7 +89,10 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
         # caught below, and the value is re-encoded as UTF-8 on output.
         head = head_bytes.decode("latin-1")
     head = head.replace("\r\n", "\n")
-    if _CONTROL_RE.search(head) and _BARE_CONTROL_RE.search(head):
+    if (
+        head_bytes.translate(None, _PLAIN_BYTES)
+        or head_bytes.count(b"\r") != head_bytes.count(b"\r\n")
+    ) and (_CONTROL_RE.search(head) and _BARE_CONTROL_RE.search(head)):
         raise SipParseError("Control character in header section")
     lines = head.split("\n")
     if len(lines[0]) > limits.max_line:
@@ -122,34 +144,44 @@ def _parse_start_line(line: str) -> tuple[Request | Response, str | None]:
 
 def _parse_header_lines(lines: list[str], limits: Limits) -> Headers:
     fields: list[tuple[str, str, str]] = []
+    append = fields.append
     # Continuation lines per field index, joined once at the end: joining as they come
     # copies the growing value each time, quadratic in a 64 KiB run of one-byte folds.
     folded: dict[int, list[str]] = {}
     max_line = limits.max_line
     max_headers = limits.max_headers
+    # Both bounds are checked line by line only when one can be broken, so that the error
+    # is still the one the first offending line earns.
+    check_length = max(map(len, lines)) > max_line
+    check_count = len(lines) - 1 > max_headers
+    exact = _EXACT_NAMES
     for line in lines[1:]:
-        if len(line) > max_line:
+        if check_length and len(line) > max_line:
             raise SipParseError("Header line too long")
-        if line[:1] in (" ", "\t"):
-            # Folding: a continuation line joins the previous value with one space (§7.3.1).
-            if not fields:
+        # The usual line, "Name: value" with a known name spelled one of the usual ways,
+        # costs one partition and one lookup; every other line takes the general way.
+        name, colon, value = line.partition(":")
+        known = exact.get(name)
+        if known is None or not colon:
+            if line[:1] in (" ", "\t"):
+                # Folding: a continuation line joins the previous value with one space (§7.3.1).
+                if not fields:
+                    raise SipParseError("Malformed header line")
+                extra = line.strip()
+                if extra:
+                    folded.setdefault(len(fields) - 1, []).append(extra)
+                continue
+            if not colon or not name:
                 raise SipParseError("Malformed header line")
-            extra = line.strip()
-            if extra:
-                folded.setdefault(len(fields) - 1, []).append(extra)
-            continue
-        colon = line.find(":")
-        if colon <= 0:
-            raise SipParseError("Malformed header line")
-        name = line[:colon].rstrip()
-        lower = name.lower()
-        known = KNOWN_NAMES.get(lower)
-        if known is None:
-            if not TOKEN_RE.fullmatch(name):
-                raise SipParseError("Malformed header line")
-            known = (lower, name)
-        fields.append((known[0], known[1], line[colon + 1 :].strip()))
-        if len(fields) > max_headers:
+            name = name.rstrip()
+            lower = name.lower()
+            known = KNOWN_NAMES.get(lower)
+            if known is None:
+                if not TOKEN_RE.fullmatch(name):
+                    raise SipParseError("Malformed header line")
+                known = (lower, name)
+        append((known[0], known[1], value.strip()))
+        if check_count and len(fields) > max_headers:
             raise SipParseError("Too many headers")
     for index, extras in folded.items():
         key, name, value = fields[index]
@@ -179,21 +211,17 @@ def _cut_body(
     return body[:length], None
 
 
-_CORE_SLOTS = {"via": 0, "from": 1, "to": 2, "call-id": 3, "cseq": 4}
-_CORE_NAMES = ("Via", "From", "To", "Call-ID", "CSeq")
+_CORE = (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
 
 
 def _check_core(message: Message) -> None:
     """Via, From, To, Call-ID and CSeq: present, single (but Via) and well formed."""
-    counts = [0, 0, 0, 0, 0]
-    for key, _, _ in message.headers._fields:
-        slot = _CORE_SLOTS.get(key)
-        if slot is not None:
-            counts[slot] += 1
-    for slot, name in enumerate(_CORE_NAMES):
-        if counts[slot] == 0:
+    keys = [field[0] for field in message.headers._fields]
+    for slot, (key, name) in enumerate(_CORE):
+        count = keys.count(key)
+        if count == 0:
             raise SipParseError(f"Missing {name}")
-        if counts[slot] > 1 and slot:
+        if count > 1 and slot:
             raise SipParseError(f"Duplicate {name}")
     # Each property parses, caches for later callers, or raises "Bad <header>".
     message.top_via  # noqa: B018
@@ -249,7 +277,7 @@ def _check_all_vias(request: Request, fields: list[str]) -> None:
     first = fields[0]
     if '"' not in first and "<" not in first and first.partition(",")[0].strip():
         # Both views read the same text: spare the top Via a second parse.
-        request._cache["top-Via"] = (first, vias[0])
+        request._cache["Via"] = (first, vias[0])
 
 
 def _all_plain_vias(fields: list[str]) -> bool:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from pypbx.sip.message import (
     Headers,
@@ -43,13 +44,13 @@ TIMER_D_UNRELIABLE = 32.0  # RFC 3261 Table 4: "> 32s for UDP", independent of T
 # -- transactions ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TransactionKey:
+class TransactionKey(NamedTuple):
     """What §17.1.3 / §17.2.3 match on.
 
     ``call_id``/``cseq`` are only filled for requests from RFC 2543 peers (no magic cookie), whose
     branch alone is not unique enough; ``sent_by`` is empty for client keys, where the branch was
-    chosen by us and is therefore unique on its own.
+    chosen by us and is therefore unique on its own. A named tuple rather than a frozen
+    dataclass: every message builds one and hashes it, and a tuple does both in C.
     """
 
     branch: str
@@ -106,6 +107,7 @@ class ServerTransaction(_Transaction):
         super().__init__(key, request, transport)
         self.source = source
         self.state = "proceeding" if self.is_invite else "trying"
+        self.response_dest: Addr | None = None  # where responses go, once worked out
 
 
 Transaction = ClientTransaction | ServerTransaction
@@ -211,12 +213,7 @@ def _stamp_via(request: Request, source: Addr) -> None:
     params["received"] = host  # RFC 3581: always when rport was asked for, even if equal
     if via.has_rport:
         params["rport"] = str(port)
-    stamped = via.copy(params=params)
-    fields = request.headers.get_fields("Via")
-    if "," in fields[0]:  # the top Via shares its field with others: rewrite them all
-        request.top_via = stamped
-    else:  # only the top field changes; the others stay as received, unparsed
-        request.headers.replace_all("Via", [str(stamped), *fields[1:]])
+    request.replace_top_via(Via(via.transport, via.host, via.port, params))
 
 
 def via_destination(via: Via) -> Addr:
@@ -350,7 +347,7 @@ class TransactionLayer:
         Without this, a callee that rang and then vanished would pin the INVITE transaction in
         'proceeding' forever, since Timer B no longer runs there.
         """
-        invite = self._clients.get(replace(cancel_key, method="INVITE"))
+        invite = self._clients.get(cancel_key._replace(method="INVITE"))
         if invite is not None and invite.state in ("calling", "proceeding"):
             self._arm(invite, "cancelled", 64 * self.t1, now)
 
@@ -457,7 +454,10 @@ class TransactionLayer:
 
     def _send_from(self, txn: ServerTransaction, response: Response) -> None:
         """Responses go back where the request came from (§18.2.2, RFC 3581)."""
-        dest = txn.source if txn.reliable else via_destination(txn.request.top_via)
+        dest = txn.response_dest
+        if dest is None:
+            dest = txn.source if txn.reliable else via_destination(txn.request.top_via)
+            txn.response_dest = dest
         self._transmit(response, dest, txn.transport)
 
     # -- server side ------------------------------------------------------------------------------
@@ -531,6 +531,11 @@ class TransactionLayer:
             txn.state = "proceeding"
         else:
             txn.state = "completed"
+            if not txn.reliable:
+                # Kept 64*T1 only to answer retransmissions: a registration storm keeps tens
+                # of thousands of these, so their parsed views go (see forget_views).
+                txn.request.forget_views()
+                response.forget_views()
             self._wait_then_terminate(txn, "J", 0 if txn.reliable else 64 * self.t1, now)
 
     # -- client side ------------------------------------------------------------------------------

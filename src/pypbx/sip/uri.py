@@ -18,6 +18,14 @@ from pypbx.sip.errors import SipParseError
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 # Characters that may never appear unescaped anywhere in a URI.
 _URI_BAD_RE = re.compile(r'[\x00-\x20\x7f<>"]')
+# The usual shape, sip[s]:[user@]host[:port][;params] with a plain user (no password, no
+# ';', '?' or '/'), a name or IPv4 host and no URI headers: a match gives the same URI as the
+# general parse below, in one C-level pass.  Anything else takes the general parse.
+_PLAIN_URI_RE = re.compile(
+    r"([sS][iI][pP][sS]?):(?:([A-Za-z0-9\-_.!~*'()&=+$,%]+)@)?"
+    r"([A-Za-z0-9_][A-Za-z0-9_\-.]*)(?::([0-9]{1,5}))?"
+    r'((?:;[^;=?@<>"\s\x00-\x1f\x7f]+(?:=[^;?@<>"\s\x00-\x1f\x7f]*)?)*)'
+)
 
 
 @dataclass(slots=True)
@@ -44,6 +52,22 @@ class SipURI:
     def parse(cls, text: str) -> SipURI:
         """Parse a URI; raises ``SipParseError("Bad URI")`` on anything malformed."""
         text = text.strip()
+        plain = _PLAIN_URI_RE.fullmatch(text)
+        if plain is not None:
+            scheme, user, host, port_text, params_text = plain.groups()
+            port = int(port_text) if port_text is not None else None
+            if port is None or port <= 65535:
+                params: dict[str, str | None] = {}
+                if params_text:
+                    for piece in params_text[1:].split(";"):
+                        name, eq, value = piece.partition("=")
+                        params[name.lower()] = value if eq else None
+                return cls(scheme.lower(), user, None, host, port, params, {})
+        return cls._parse_general(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> SipURI:
+        """Every URI ``parse`` accepts, the plain ones included (tests compare the two)."""
         scheme, colon, rest = text.partition(":")
         if not colon or not rest or not _SCHEME_RE.fullmatch(scheme) or _URI_BAD_RE.search(rest):
             raise SipParseError("Bad URI")

@@ -10,7 +10,13 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pypbx.sip._lex import format_hostport, format_params, parse_params, split_hostport
+from pypbx.sip._lex import (
+    MAX_LIST_VALUES,
+    format_hostport,
+    format_params,
+    parse_params,
+    split_hostport,
+)
 from pypbx.sip.errors import SipParseError
 from pypbx.sip.ids import generate_branch
 
@@ -18,6 +24,12 @@ _SENT_PROTOCOL_RE = re.compile(
     r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+(\S(?:[^;]*\S)?)\s*", re.IGNORECASE
 )
 _COLON_LWS_RE = re.compile(r"\s*:\s*")
+# The usual shape, "SIP/2.0/UDP host[:port];params" with a name or IPv4 host: one C-level
+# match instead of the general parse (which still decides everything else).
+_PLAIN_VIA_RE = re.compile(
+    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9_][A-Za-z0-9_\-.]*)(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^\s,;<>\"]*)?)*)"
+)
 
 
 @dataclass(slots=True)
@@ -35,14 +47,34 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         """Parse one Via value (not a comma-separated list); raises ``SipParseError``."""
+        plain = _PLAIN_VIA_RE.fullmatch(text)
+        if plain is not None:
+            transport, host, port_text, params_text = plain.groups()
+            port = int(port_text) if port_text is not None else None
+            if (port is None or port <= 65535) and params_text.count(";") <= MAX_LIST_VALUES:
+                params: dict[str, str | None] = {}
+                if params_text:
+                    for piece in params_text[1:].split(";"):
+                        name, eq, value = piece.partition("=")
+                        params[name.lower()] = value if eq else None
+                return cls(transport.upper(), host, port, params)
+        return cls._parse_general(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> Via:
+        """Every Via ``parse`` accepts, the plain ones included (tests compare the two)."""
         head, semi, params_text = text.partition(";")
         match = _SENT_PROTOCOL_RE.fullmatch(head)
         if match is None:
             raise SipParseError("Bad Via")
         sent_by = _COLON_LWS_RE.sub(":", match.group(2))  # allow "host : port"
         host, port = split_hostport(sent_by, "Via")
-        params = parse_params(";" + params_text, "Via") if semi else {}
-        return cls(match.group(1).upper(), host, port, params)
+        return cls(
+            match.group(1).upper(),
+            host,
+            port,
+            parse_params(";" + params_text, "Via") if semi else {},
+        )
 
     @classmethod
     def new(cls, transport: str, host: str, port: int | None) -> Via:
