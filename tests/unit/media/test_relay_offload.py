@@ -82,25 +82,35 @@ async def settle(*phones: Phone, rounds: int = 20) -> None:
             phone.drain()
 
 
-@pytest.fixture
-async def call() -> AsyncIterator[Call]:
-    media = MediaManager("127.0.0.1", _BASE, _BASE + 39)
+async def open_call(low: int, high: int, b_codec: CodecSpec = PCMU) -> Call:
+    """Two phones bridged through a MediaManager whose offloader has its worker ready."""
+    media = MediaManager("127.0.0.1", low, high)
     offloader = RelayOffloader(media, after=0.0, period=3600)
     media.offloader = offloader
     await offloader.start()
     assert await offloader.ensure_worker()
-    phone_a, phone_b = Phone(0xAAAA0001), Phone(0xBBBB0002)
+    phone_a, phone_b = Phone(0xAAAA0001), Phone(0xBBBB0002, payload_type=b_codec.payload_type)
     a = await media.create_endpoint()
     b = await media.create_endpoint()
     a.set_remote(phone_a.address, payload_map=PAYLOADS)
     b.set_remote(phone_b.address, payload_map=PAYLOADS)
     phone_a.target = ("127.0.0.1", a.local_port)
     phone_b.target = ("127.0.0.1", b.local_port)
-    media.bridge(a, b, PCMU, PCMU)
-    yield Call(media, offloader, a, b, phone_a, phone_b)
-    await media.close()
-    for phone in (phone_a, phone_b):
+    media.bridge(a, b, PCMU, b_codec)
+    return Call(media, offloader, a, b, phone_a, phone_b)
+
+
+async def close_call(call: Call) -> None:
+    await call.media.close()
+    for phone in (call.phone_a, call.phone_b):
         phone.sock.close()
+
+
+@pytest.fixture
+async def call() -> AsyncIterator[Call]:
+    opened = await open_call(_BASE, _BASE + 19)
+    yield opened
+    await close_call(opened)
 
 
 async def talk(call: Call, count: int) -> None:
@@ -208,30 +218,17 @@ async def test_statistics_keep_the_rtp_watchdog_informed(call: Call) -> None:
 
 
 async def test_laws_are_translated_by_the_worker_too() -> None:
-    media = MediaManager("127.0.0.1", _BASE + 20, _BASE + 39)
-    offloader = RelayOffloader(media, after=0.0, period=3600)
-    media.offloader = offloader
-    await offloader.start()
-    assert await offloader.ensure_worker()
+    call = await open_call(_BASE + 20, _BASE + 39, b_codec=PCMA)
     try:
-        phone_a, phone_b = Phone(1, payload_type=0), Phone(2, payload_type=8)
-        a = await media.create_endpoint()
-        b = await media.create_endpoint()
-        a.set_remote(phone_a.address, payload_map=PAYLOADS)
-        b.set_remote(phone_b.address, payload_map=PAYLOADS)
-        phone_a.target = ("127.0.0.1", a.local_port)
-        phone_b.target = ("127.0.0.1", b.local_port)
-        bridge = media.bridge(a, b, PCMU, PCMA)
-        phone_a.send(2)
-        phone_b.send(2)
-        await settle(phone_a, phone_b)
-        assert offloader.offload(bridge, time.monotonic())
-        phone_a.send(1, body=b"\x00" * 160)  # u-law 0x00 is a-law 0x2a
-        await settle(phone_b)
-        last = phone_b.drain()[-1]
+        await talk(call, 2)
+        bridge = call.media.bridge_of(call.a)
+        assert bridge is not None and call.offloader.offload(bridge, time.monotonic())
+        call.phone_a.send(1, body=b"\x00" * 160)  # u-law 0x00 is a-law 0x2a
+        await settle(call.phone_b)
+        last = call.phone_b.drain()[-1]
         assert last.payload_type == 8 and last.payload == b"\x2a" * 160
     finally:
-        await media.close()
+        await close_call(call)
 
 
 async def test_a_dead_worker_hands_every_call_back_to_the_loop(call: Call) -> None:
@@ -278,28 +275,17 @@ async def test_a_hand_back_works_with_descriptors_past_1024() -> None:
         pytest.skip(f"the hard limit on open files is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
     filler = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(1050)]
-    media = MediaManager("127.0.0.1", _BASE + 20, _BASE + 39)
-    offloader = RelayOffloader(media, after=0.0, period=3600)
-    media.offloader = offloader
-    await offloader.start()
     try:
-        assert await offloader.ensure_worker()
-        phone_a, phone_b = Phone(1), Phone(2)
-        a = await media.create_endpoint()
-        b = await media.create_endpoint()
-        assert a.rtp_socket is not None and a.rtp_socket.fileno() > 1024
-        a.set_remote(phone_a.address, payload_map=PAYLOADS)
-        b.set_remote(phone_b.address, payload_map=PAYLOADS)
-        phone_a.target = ("127.0.0.1", a.local_port)
-        phone_b.target = ("127.0.0.1", b.local_port)
-        bridge = media.bridge(a, b, PCMU, PCMU)
-        phone_a.send(2)
-        phone_b.send(2)
-        await settle(phone_a, phone_b)
-        assert offloader.offload(bridge, time.monotonic())
-        a.reclaim()
-        assert a.offload is None and offloader.running
+        call = await open_call(_BASE + 20, _BASE + 39)
+        try:
+            assert call.a.rtp_socket is not None and call.a.rtp_socket.fileno() > 1024
+            await talk(call, 2)
+            bridge = call.media.bridge_of(call.a)
+            assert bridge is not None and call.offloader.offload(bridge, time.monotonic())
+            call.a.reclaim()
+            assert call.a.offload is None and call.offloader.running
+        finally:
+            await close_call(call)
     finally:
-        await media.close()
         for sock in filler:
             sock.close()
