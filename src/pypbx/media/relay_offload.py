@@ -148,32 +148,39 @@ class RelayOffloader:
             first = self._candidates.setdefault(bridge, now)
             if now - first >= self.after:
                 due.append(bridge)
-        if due and self._sock is None and now >= self._restart_at:
+        waiting = self._sock is None and now >= self._restart_at
+        if waiting and any(self._qualifies(bridge, now) for bridge in due):
             self._spawn()  # ready in a few hundred ms; these bridges go at the next sweep
         if not self._ready:
             return 0
         return sum(1 for bridge in due if self.offload(bridge, now))
 
+    @staticmethod
+    def _qualifies(bridge: Bridge, now: float) -> tuple[RelayHandover, RelayHandover] | None:
+        """Both legs' hand-over state if `bridge` is in its steady state, else None."""
+        a, b = bridge.a, bridge.b
+        if not bridge.active or bridge.a_to_b.paused or bridge.b_to_a.paused:
+            return None
+        # each phone's stream must be fed by the relay (no prompt or music writer)
+        if a.output.writer is not bridge.b_to_a or b.output.writer is not bridge.a_to_b:
+            return None
+        handover_a, handover_b = a.relay_handover(), b.relay_handover()
+        if handover_a is None or handover_b is None:
+            return None
+        if now - handover_a.seen_at > _SENDING or now - handover_b.seen_at > _SENDING:
+            return None  # both phones must be sending
+        return handover_a, handover_b
+
     def offload(self, bridge: Bridge, now: float) -> bool:
         """Hand `bridge` to the worker if it is in its steady state; whether it went."""
         sock = self._sock
+        if sock is None or not self._ready:
+            return False
+        handovers = self._qualifies(bridge, now)
+        if handovers is None:
+            return False
+        handover_a, handover_b = handovers
         a, b = bridge.a, bridge.b
-        if (
-            sock is None
-            or not self._ready
-            or not bridge.active
-            or bridge.a_to_b.paused
-            or bridge.b_to_a.paused
-        ):
-            return False
-        # each phone's stream must be fed by the relay (no prompt or music writer)
-        if a.output.writer is not bridge.b_to_a or b.output.writer is not bridge.a_to_b:
-            return False
-        handover_a, handover_b = a.relay_handover(), b.relay_handover()
-        if handover_a is None or handover_b is None:
-            return False
-        if now - handover_a.seen_at > _SENDING or now - handover_b.seen_at > _SENDING:
-            return False
         rtp_a, rtp_b = a.rtp_socket, b.rtp_socket
         assert rtp_a is not None and rtp_b is not None  # relay_handover checked
         legs = [

@@ -82,13 +82,14 @@ async def settle(*phones: Phone, rounds: int = 20) -> None:
             phone.drain()
 
 
-async def open_call(low: int, high: int, b_codec: CodecSpec = PCMU) -> Call:
-    """Two phones bridged through a MediaManager whose offloader has its worker ready."""
+async def open_call(low: int, high: int, b_codec: CodecSpec = PCMU, *, worker: bool = True) -> Call:
+    """Two phones bridged through a MediaManager whose offloader has its worker ready (or,
+    with `worker=False`, not started yet)."""
     media = MediaManager("127.0.0.1", low, high)
     offloader = RelayOffloader(media, after=0.0, period=3600)
     media.offloader = offloader
     await offloader.start()
-    assert await offloader.ensure_worker()
+    assert not worker or await offloader.ensure_worker()
     phone_a, phone_b = Phone(0xAAAA0001), Phone(0xBBBB0002, payload_type=b_codec.payload_type)
     a = await media.create_endpoint()
     b = await media.create_endpoint()
@@ -289,3 +290,15 @@ async def test_a_hand_back_works_with_descriptors_past_1024() -> None:
     finally:
         for sock in filler:
             sock.close()
+
+
+async def test_the_worker_starts_only_for_a_call_it_could_relay() -> None:
+    call = await open_call(_BASE + 20, _BASE + 39, worker=False)
+    try:
+        assert call.offloader.sweep(time.monotonic()) == 0
+        assert not call.offloader.running  # no RTP yet: nothing a worker could do
+        await talk(call, 2)
+        call.offloader.sweep(time.monotonic())
+        assert call.offloader.running
+    finally:
+        await close_call(call)
