@@ -106,7 +106,8 @@ class _Leg:
     def reclaim(self) -> None:
         """`RelayDirection.paused` asks the source for its packets back: nothing to do here."""
 
-    def state(self) -> LegState:
+    def state(self, *, fed: bool = False) -> LegState:
+        """Counters, latch and streams; `fed`: this leg's stream is still the relay's."""
         output = self.output
         direction = self.direction
         assert direction is not None
@@ -121,7 +122,7 @@ class _Leg:
             self.unsent,
             self.received_at,
             source,
-            (output.ssrc, output.sequence, output.timestamp, output.sent_at, False),
+            (output.ssrc, output.sequence, output.timestamp, output.sent_at, fed),
             direction.export_state(),
         )
 
@@ -271,18 +272,14 @@ class RelayWorker:
         for leg in legs:
             self.poller.unregister(leg.sock.fileno())
             del self.legs[leg.sock.fileno()]
-        states = [self._final(leg, legs) for leg in legs]
+        a, b = legs
+        states = [
+            a.state(fed=a.output.writer is b.direction).to_json(),
+            b.state(fed=b.output.writer is a.direction).to_json(),
+        ]
         for leg in legs:
             leg.sock.close()  # our duplicate only: pypbx keeps its own descriptor
         self._send(encode_control({"op": "removed", "id": bridge_id, "legs": states}))
-
-    @staticmethod
-    def _final(leg: _Leg, legs: tuple[_Leg, _Leg]) -> list[Any]:
-        other = legs[1] if leg is legs[0] else legs[0]
-        state = leg.state().to_json()
-        # whether this leg's stream is still fed by the relay, not left by it
-        state[8][4] = leg.output.writer is other.direction
-        return state
 
     def _send_stats(self) -> None:
         changed: dict[str, list[Any]] = {}
