@@ -15,12 +15,18 @@ Not part of `make bench` (it takes --minutes); `make soak` runs it.
 
     .venv/bin/python bench/soak.py [--minutes 10] [--rate R | --figures FILE] [--hold 10]
         [--no-media] [--interval 60] [--uvloop] [--relay-worker default|on|off]
+        [--trace-memory FRAMES]
+
+--trace-memory is for finding a leak: pypbx's log (pbx/pypbx.log under --workdir) then holds,
+at every sample, the object types and allocation lines that grew since the previous one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -80,8 +86,9 @@ def probe_rate(root: Path, ports: PortAllocator, pbx: BenchPbx, uas_port: int) -
 
 
 class Sampler:
-    def __init__(self, pbx: BenchPbx) -> None:
+    def __init__(self, pbx: BenchPbx, memory_reports: bool = False) -> None:
         self.pbx = pbx
+        self.memory_reports = memory_reports
         self.start = time.monotonic()
         self.samples: list[dict[str, Any]] = []
         self.table = Table(
@@ -90,6 +97,8 @@ class Sampler:
         self._cpu = (pbx.cpu_seconds(), self.start)
 
     def take(self, phase: str) -> dict[str, Any]:
+        if self.memory_reports and phase != "start":  # the first one is only a baseline
+            os.kill(self.pbx.pid, signal.SIGUSR1)
         now = time.monotonic()
         cpu = self.pbx.cpu_seconds()
         share = (cpu - self._cpu[0]) / max(now - self._cpu[1], 1e-9)
@@ -178,7 +187,16 @@ def main() -> int:
         "or as pypbx's own default has it (after 2 s)",
     )
     parser.add_argument("--workdir", metavar="DIR", help="keep logs and configs in DIR")
+    parser.add_argument(
+        "--trace-memory",
+        type=int,
+        metavar="FRAMES",
+        help="have pypbx log, at every sample, what grew since the last (SIGUSR1, "
+        "pypbx/diagnostics.py), with tracemalloc FRAMES deep unless 0; slows pypbx down",
+    )
     args = parser.parse_args()
+    if args.trace_memory:  # 0: object counts and containers only
+        os.environ["PYTHONTRACEMALLOC"] = str(args.trace_memory)
     ports = BenchPorts()
     media = not args.no_media
     with workspace(args.workdir) as root:
@@ -194,7 +212,7 @@ def main() -> int:
             config={} if media else {"media": {"rtp_timeout": 0}},
             relay_worker={"on": True, "off": False}.get(args.relay_worker),
         )
-        pbx.start()
+        pbx.start(timeout=120.0 if args.trace_memory else 20.0)
         procs: list[BenchSipp] = []
         load: subprocess.Popen[bytes] | None = None
         try:
@@ -211,7 +229,7 @@ def main() -> int:
                 f"{args.hold:g} s each, ~{rate * args.hold:.0f} up at once, "
                 f"{'with' if media else 'no'} media)"
             )
-            sampler = Sampler(pbx)
+            sampler = Sampler(pbx, memory_reports=args.trace_memory is not None)
             sampler.take("start")
             kinds_before = fd_kinds(pbx.pid)
             procs, load = start_load(root, ports, pbx, uas_port, args, rate, total, media)
