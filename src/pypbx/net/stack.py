@@ -30,6 +30,7 @@ from pypbx.sip.transaction import (
     ClientTransaction,
     RequestReceived,
     ResponseReceived,
+    Retransmit,
     ServerTransaction,
     TransactionLayer,
     TransactionTerminated,
@@ -219,7 +220,10 @@ class SipStack:
 
     def _dispatch(self, event: object) -> None:
         if isinstance(event, Transmit):
-            self._send_raw(event.message.serialize(), event.dest, event.transport)
+            data = event.data if event.data is not None else event.message.serialize()
+            self._send_raw(data, event.dest, event.transport)
+        elif isinstance(event, Retransmit):
+            self._send_raw(event.data, event.dest, event.transport)
         elif isinstance(event, TransactionTerminated):  # as many as transactions
             if isinstance(event.transaction, ClientTransaction):
                 self._callbacks.pop(event.transaction, None)

@@ -89,6 +89,7 @@ class Registrar:
         self._bindings: dict[str, list[Binding]] = {}
         # The credentials each extension registered with, so a change of them can drop phones.
         self.credentials_seen: dict[str, tuple[str, ...]] = {}
+        self._date: tuple[int, str] = (-1, "")  # (Unix second, its Date header value)
 
     # ----------------------------------------------------------------- queries
     def bindings(self, extension_id: str) -> list[Binding]:
@@ -146,44 +147,60 @@ class Registrar:
                 reply(request, 403, "Forbidden (To does not match credentials)")
             )
             return
+        # One clock reading for the whole REGISTER: the expiries granted, the ones
+        # reported back in the 200 and its Date all agree.
+        now = datetime.now(UTC)
         try:
-            changed = self._apply(request, extension.id, event.source, event.transport)
+            changed, live = self._apply(request, extension.id, event.source, event.transport, now)
         except _RegisterError as exc:
             response = reply(request, exc.status, exc.reason)
             if exc.status == 423:
                 response.headers.add("Min-Expires", str(self.min_expires))
             self.stack.send_response(response)
             return
-        now = datetime.now(UTC)
         response = reply(request, 200)
-        for binding in self.bindings(extension.id):
+        headers = response.headers
+        for binding in live:
             remaining = max(0, int((binding.expires_at - now).total_seconds()))
-            response.headers.add("Contact", f"<{binding.contact}>;expires={remaining}")
-        response.headers.add("Date", now.strftime("%a, %d %b %Y %H:%M:%S GMT"))
+            headers.add("Contact", f"<{binding.contact}>;expires={remaining}")
+        headers.add("Date", self._http_date(now))
         self.stack.send_response(response)
         self._persist(extension, changed, event, request)
 
-    def _apply(self, request: Request, ext_id: str, source: Addr, transport: str) -> list[str]:
-        """Update the in-memory bindings; returns the contacts that changed."""
+    def _http_date(self, now: datetime) -> str:
+        """The Date header value (RFC 3261 §20.17), formatted once per second."""
+        second = int(now.timestamp())
+        cached = self._date
+        if cached[0] != second:
+            cached = self._date = (second, now.strftime("%a, %d %b %Y %H:%M:%S GMT"))
+        return cached[1]
+
+    def _apply(
+        self, request: Request, ext_id: str, source: Addr, transport: str, now: datetime
+    ) -> tuple[list[str], list[Binding]]:
+        """Update the in-memory bindings; returns the contacts that changed and the
+        extension's live bindings after the change."""
         raw_contacts = request.headers.get_all("Contact")
+        live = [b for b in self._bindings.get(ext_id, ()) if b.expires_at > now]
+        if not raw_contacts:
+            return [], live  # a query: answer with the current bindings
         header_expires = request.expires
-        current = {b.contact: b for b in self.bindings(ext_id)}
+        current = {b.contact: b for b in live}
         call_id = request.call_id
         cseq = request.cseq[0]
-        now = datetime.now(UTC)
-        if not raw_contacts:
-            return []  # a query: answer with the current bindings
-        if any(value.strip() == "*" for value in raw_contacts):
+        if "*" in raw_contacts:  # values come stripped (parser, Headers.add)
             if len(raw_contacts) != 1 or header_expires != 0:
                 raise _RegisterError(400, "Wildcard Contact requires Expires: 0")
             self._bindings[ext_id] = []
-            return list(current)
+            return list(current), []
         try:
             contacts = [Address.parse(value) for value in raw_contacts]
         except SipParseError as exc:
             raise _RegisterError(400, f"Bad Contact: {exc.reason}") from exc
         changed: list[str] = []
         user_agent = request.headers.get("User-Agent") or ""
+        expiry = now  # one timedelta per distinct interval, not per contact
+        granted = -1
         for contact in contacts:
             key = str(contact.uri)
             expires = self._expires_of(contact, header_expires)
@@ -193,22 +210,23 @@ class Registrar:
             if expires == 0:
                 current.pop(key, None)
             else:
+                if expires != granted:
+                    granted = expires
+                    expiry = now + timedelta(seconds=expires)
                 current[key] = Binding(
-                    extension_id=ext_id,
-                    contact=key,
-                    source=source,
-                    transport=transport,
-                    expires_at=now + timedelta(seconds=expires),
-                    call_id=call_id,
-                    cseq=cseq,
-                    user_agent=user_agent,
+                    ext_id, key, source, transport, expiry, call_id, cseq, user_agent
                 )
             changed.append(key)
-        bindings = sorted(current.values(), key=lambda b: b.expires_at)
-        evicted = bindings[:-MAX_BINDINGS_PER_EXTENSION]
-        self._bindings[ext_id] = bindings[-MAX_BINDINGS_PER_EXTENSION:]
-        changed.extend(b.contact for b in evicted if b.contact not in changed)
-        return changed
+        if len(current) > 1:
+            bindings = sorted(current.values(), key=_expires_at)
+        else:
+            bindings = list(current.values())
+        if len(bindings) > MAX_BINDINGS_PER_EXTENSION:
+            evicted = bindings[:-MAX_BINDINGS_PER_EXTENSION]
+            bindings = bindings[-MAX_BINDINGS_PER_EXTENSION:]
+            changed.extend(b.contact for b in evicted if b.contact not in changed)
+        self._bindings[ext_id] = bindings
+        return changed, list(bindings)
 
     def _expires_of(self, contact: Address, header_expires: int | None) -> int:
         value = contact.params.get("expires")
@@ -252,6 +270,10 @@ class Registrar:
             user_agent = request.headers.get("User-Agent") or ""
             if (last_ip, user_agent) != (extension.last_ip, extension.user_agent):
                 self.store.note_extension_runtime(ext_id, last_ip=last_ip, user_agent=user_agent)
+
+
+def _expires_at(binding: Binding) -> datetime:
+    return binding.expires_at
 
 
 def credentials_fingerprint(ext: ExtensionRecord) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import os
 import re
 import secrets
 import struct
@@ -49,6 +50,7 @@ _AUTH_PARAM_RE: Final = re.compile(
     r'(?:"([^"\\]*(?:\\[\s\S][^"\\]*)*)"|([^ \t,"]+))[ \t]*(?:,|\Z)'
 )
 _TRAILER_RE: Final = re.compile(r"[ \t,]*")
+_SCHEME_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]*")  # a run of _TOKEN_CHARS
 _QUOTED_PAIR_RE: Final = re.compile(r"\\([\s\S])")
 
 
@@ -127,9 +129,8 @@ def _parse_digest_header(value: str) -> dict[str, str]:
     if len(value) > MAX_HEADER_LENGTH:
         raise DigestError(f"Header value too long ({len(value)} characters)")
     text = value.strip()
-    end = 0
-    while end < len(text) and text[end] in _TOKEN_CHARS:
-        end += 1
+    found = _SCHEME_RE.match(text)  # the token chars, scanned in C
+    end = found.end() if found is not None else 0
     scheme = text[:end]
     if not scheme:
         raise DigestError("Missing authentication scheme")
@@ -191,12 +192,11 @@ def _parse_params_fast(text: str, pos: int) -> dict[str, str] | None:
     """What _parse_params returns, or None for anything but a clean list (errors included)."""
     params: dict[str, str] = {}
     length = len(text)
-    match = _AUTH_PARAM_RE.match
-    while True:
-        found = match(text, pos)
-        if found is None:
-            end = _TRAILER_RE.match(text, pos)
-            return params if end is not None and end.end() == length else None
+    # finditer tries each position the way a match() there would, so a clean list is a run
+    # of matches each starting where the last ended; a gap means something else is there.
+    for found in _AUTH_PARAM_RE.finditer(text, pos):
+        if found.start() != pos:
+            return None
         name, quoted, plain = found.groups()
         name = name.lower()
         if name in params or len(params) >= MAX_PARAMS:
@@ -208,6 +208,8 @@ def _parse_params_fast(text: str, pos: int) -> dict[str, str] | None:
         pos = found.end()
         if pos >= length:
             return params
+    end = _TRAILER_RE.match(text, pos)
+    return params if end is not None and end.end() == length else None
 
 
 def _skip_space(text: str, pos: int) -> int:
@@ -346,7 +348,7 @@ class NonceManager:
 
     def issue(self, now: float) -> str:
         stamp = struct.pack(">Q", max(0, int(now * 1000)))
-        body = stamp + secrets.token_bytes(8)
+        body = stamp + os.urandom(8)  # what secrets.token_bytes reads
         raw = body + self._mac(body)
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 

@@ -124,13 +124,15 @@ def canonical_name(name: str) -> str:
 
 
 def _check(name: str, value: str | int) -> tuple[str, str, str]:
-    name = name.strip()
-    if not TOKEN_RE.fullmatch(name):
-        raise ValueError(f"invalid header name {name!r}")
-    text = str(value).strip()
+    key = _KEY_OF.get(name)  # a known spelling is a valid token: no regex, no lower()
+    if key is None:
+        name = name.strip()
+        if not TOKEN_RE.fullmatch(name):
+            raise ValueError(f"invalid header name {name!r}")
+        key = header_key(name)
+    text = value.strip() if isinstance(value, str) else str(value).strip()
     if "\r" in text or "\n" in text or ("\x00" in text and _BARE_NUL_RE.search(text)):
         raise ValueError(f"header {name} value contains CR, LF or NUL")
-    key = header_key(name)
     return key, _CANONICAL.get(key, name), text
 
 

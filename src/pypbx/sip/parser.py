@@ -45,6 +45,17 @@ _PLAIN_VIA_RE = re.compile(
     r"SIP/2\.0/[A-Za-z]+ [A-Za-z0-9_][A-Za-z0-9_\-.]*(?::[0-9]{1,4})?"
     r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~]+)?){0,32}"
 )
+# A From value of the usual shape, "<sip:user@host[:port][;uri-params]>[;params]": the URI is
+# the plain one SipURI.parse takes in one match (port kept below 10000) and the parameters the
+# plain ones parse_params takes, so Address.parse is sure to accept it.  Nothing on most
+# requests' way reads From (it is copied into responses as text), so a match spares building
+# it just to check it; it is parsed on first use, as any view.
+_PLAIN_FROM_RE = re.compile(
+    r"<[sS][iI][pP][sS]?:(?:[A-Za-z0-9\-_.!~*'()&=+$,%]+@)?"
+    r"[A-Za-z0-9_][A-Za-z0-9_\-.]*(?::[0-9]{1,4})?"
+    r'(?:;[^;=?@<>"\s\x00-\x1f\x7f]+(?:=[^;?@<>"\s\x00-\x1f\x7f]*)?)*>'
+    r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^\s,;<>\"]*)?)*"
+)
 _FOREIGN_VERSION = "Unsupported SIP version"
 # Header names exactly as most peers write them (lowercase, compact, canonical) -> what
 # KNOWN_NAMES gives for them, so the usual header line needs no rstrip() and lower().
@@ -225,11 +236,17 @@ def _check_core(message: Message) -> None:
             raise SipParseError(f"Duplicate {name}")
     # Each property parses, caches for later callers, or raises "Bad <header>".
     message.top_via  # noqa: B018
-    message.from_addr  # noqa: B018
+    if not _plain_from(message.headers._first_values()["from"]):
+        message.from_addr  # noqa: B018
     message.to_addr  # noqa: B018
     if len(message.call_id.split()) != 1:
         raise SipParseError("Bad Call-ID")
     message.cseq  # noqa: B018
+
+
+def _plain_from(value: str) -> bool:
+    """True if ``value`` is a From that ``Address.parse`` accepts without a doubt."""
+    return _PLAIN_FROM_RE.fullmatch(value) is not None and value.count(";") <= MAX_LIST_VALUES
 
 
 def _check_request(

@@ -10,6 +10,13 @@ the RFC can be replayed in a test with a fake clock, and the asyncio glue stays 
 Retransmission timers (A, E, G) exist only because UDP loses packets, so they are never armed on a
 reliable transport; the wait-for-retransmissions timers (D, I, J, K) are zero there, and the
 transaction ends at once instead of lingering.
+
+A non-INVITE server transaction that completes over UDP has one job left for its 64*T1 (Timer
+J): answer retransmissions of its request with the same final response. That needs the bytes
+sent and where they went, not the request, the response and the transaction objects, so the
+layer keeps only those (see ``_Completed``): a registration storm keeps tens of thousands of
+transactions in that state, and every object they held was one more for the garbage collector
+to walk. The transaction object the TU holds stays in 'completed'; its end is silent.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from pypbx.sip.message import (
@@ -118,9 +126,23 @@ Transaction = ClientTransaction | ServerTransaction
 
 @dataclass(frozen=True)
 class Transmit:
-    """Put ``message`` on the wire; ``dest`` may be a host name the glue still has to resolve."""
+    """Put ``message`` on the wire; ``dest`` may be a host name the glue still has to resolve.
+
+    ``data``, when set, is ``message`` already serialised (the layer needed the bytes itself).
+    """
 
     message: Message
+    dest: Addr
+    transport: str
+    data: bytes | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Retransmit:
+    """Put bytes sent before back on the wire: the final response of a completed non-INVITE
+    server transaction, repeated for a retransmitted request (the layer kept only its bytes)."""
+
+    data: bytes
     dest: Addr
     transport: str
 
@@ -161,7 +183,20 @@ class TransactionTerminated:
     transaction: Transaction
 
 
-Event = Transmit | RequestReceived | ResponseReceived | TransactionTimeout | TransactionTerminated
+Event = (
+    Transmit
+    | Retransmit
+    | RequestReceived
+    | ResponseReceived
+    | TransactionTimeout
+    | TransactionTerminated
+)
+
+# What is left of a completed non-INVITE server transaction on an unreliable transport:
+# (Timer J deadline, the final response's bytes, where they went, transport). Plain tuples
+# of atoms, keyed by a plain tuple: the collector stops tracking them after one look.
+_Completed = tuple[float, bytes, Addr, str]
+_CompletedKey = tuple[str, str, str, str, int]  # a TransactionKey's fields; compares equal
 
 
 # -- matching and routing helpers -----------------------------------------------------------------
@@ -292,12 +327,18 @@ class TransactionLayer:
         self.auto_trying = auto_trying
         self._clients: dict[TransactionKey, ClientTransaction] = {}
         self._servers: dict[TransactionKey, ServerTransaction] = {}
+        # Completed non-INVITE server transactions (UDP), and their Timer J deadlines in the
+        # order they were set; one fixed delay makes that deadline order, so no heap. (Were
+        # T1 lowered at run time, an entry could outlive its deadline until those queued
+        # before it go: it would answer a retransmission a little longer, nothing worse.)
+        self._completed: dict[_CompletedKey, _Completed] = {}
+        self._expiry: deque[tuple[float, _CompletedKey]] = deque()
         self._events: list[Event] = []
         self._heap: list[tuple[float, int, str, Transaction]] = []
         self._tokens = itertools.count()
 
     def __len__(self) -> int:
-        return len(self._clients) + len(self._servers)
+        return len(self._clients) + len(self._servers) + len(self._completed)
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -309,9 +350,17 @@ class TransactionLayer:
         heap = self._heap
         while heap and not self._live(heap[0]):
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        deadline = heap[0][0] if heap else None
+        if self._expiry:
+            first = self._expiry[0][0]
+            if deadline is None or first < deadline:
+                return first
+        return deadline
 
     def handle_timer(self, now: float) -> None:
+        expiry = self._expiry
+        if expiry and expiry[0][0] <= now:
+            self._expire_completed(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
@@ -361,8 +410,12 @@ class TransactionLayer:
         Raises ``SipParseError`` if the response has no usable top Via or CSeq: that is a TU bug.
         """
         via = response.top_via
-        txn = self._servers.get(_key_for(response, response.cseq[1], server=True))
+        key = _key_for(response, response.cseq[1], server=True)
+        txn = self._servers.get(key)
         if txn is None:
+            if key in self._completed:
+                log.warning("%s: dropping %d sent after the final response", key, response.status)
+                return
             self._transmit(response, via_destination(via), via.transport.lower())
             return
         if txn.is_invite:
@@ -391,6 +444,16 @@ class TransactionLayer:
             log.warning("dropping message from %s:%s: %s", source[0], source[1], exc)
 
     # -- timers -----------------------------------------------------------------------------------
+
+    def _expire_completed(self, now: float) -> None:
+        """Timer J of the compacted transactions whose deadline has come."""
+        expiry = self._expiry
+        completed = self._completed
+        while expiry and expiry[0][0] <= now:
+            deadline, key = expiry.popleft()
+            entry = completed.get(key)
+            if entry is not None and entry[0] == deadline:  # not a newer one under the same key
+                del completed[key]
 
     def _live(self, entry: tuple[float, int, str, Transaction]) -> bool:
         _, token, name, txn = entry
@@ -454,11 +517,15 @@ class TransactionLayer:
 
     def _send_from(self, txn: ServerTransaction, response: Response) -> None:
         """Responses go back where the request came from (§18.2.2, RFC 3581)."""
+        self._transmit(response, self._response_dest(txn), txn.transport)
+
+    @staticmethod
+    def _response_dest(txn: ServerTransaction) -> Addr:
         dest = txn.response_dest
         if dest is None:
             dest = txn.source if txn.reliable else via_destination(txn.request.top_via)
             txn.response_dest = dest
-        self._transmit(response, dest, txn.transport)
+        return dest
 
     # -- server side ------------------------------------------------------------------------------
 
@@ -466,6 +533,12 @@ class TransactionLayer:
         _stamp_via(request, source)
         key = _server_key(request)
         txn = self._servers.get(key)
+        if txn is None and self._completed:
+            completed = self._completed.get(key)
+            if completed is not None:  # a retransmission: the same final again (§17.2.2)
+                _, data, dest, sent_over = completed
+                self._events.append(Retransmit(data, dest, sent_over))
+                return
         if request.method == "ACK":
             self._receive_ack(request, source, transport, txn, now)
         elif txn is not None:
@@ -526,17 +599,34 @@ class TransactionLayer:
             log.warning("%r: dropping %d sent after the final response", txn, response.status)
             return
         txn.last_response = response
-        self._send_from(txn, response)
         if response.status < 200:
+            self._send_from(txn, response)
             txn.state = "proceeding"
-        else:
+        elif txn.reliable:
+            self._send_from(txn, response)
             txn.state = "completed"
-            if not txn.reliable:
-                # Kept 64*T1 only to answer retransmissions: a registration storm keeps tens
-                # of thousands of these, so their parsed views go (see forget_views).
-                txn.request.forget_views()
-                response.forget_views()
-            self._wait_then_terminate(txn, "J", 0 if txn.reliable else 64 * self.t1, now)
+            self._terminate(txn)  # Timer J = 0
+        else:
+            self._complete_unreliable(txn, response, now)
+
+    def _complete_unreliable(self, txn: ServerTransaction, response: Response, now: float) -> None:
+        """Send the final response and keep the transaction as just its bytes until Timer J.
+
+        The request and response objects stay the TU's business (``txn.last_response``).
+        """
+        dest = self._response_dest(txn)
+        data = response.serialize()
+        self._events.append(Transmit(response, dest, txn.transport, data))
+        txn.state = "completed"
+        txn._timers.clear()
+        del self._servers[txn.key]
+        # A plain tuple, which the collector stops tracking (a NamedTuple it never does);
+        # equal to the TransactionKey, and hashed the same, so lookups by either work.
+        branch, sent_by, method, call_id, cseq = txn.key
+        key = (branch, sent_by, method, call_id, cseq)
+        deadline = now + 64 * self.t1
+        self._completed[key] = (deadline, data, dest, txn.transport)
+        self._expiry.append((deadline, key))
 
     # -- client side ------------------------------------------------------------------------------
 

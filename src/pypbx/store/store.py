@@ -755,4 +755,5 @@ class _ExtensionCache:
 def _copy(record: ExtensionRecord | None) -> ExtensionRecord | None:
     if record is None:
         return None
-    return dataclasses.replace(record, settings=copy.deepcopy(record.settings))
+    settings = record.settings  # usually empty (SIP extensions): deepcopy({}) costs 5 µs
+    return dataclasses.replace(record, settings=copy.deepcopy(settings) if settings else {})

@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 
 from pypbx.sip._lex import _parse_params_general as general_params
 from pypbx.sip._lex import parse_params
+from pypbx.sip.address import Address
 from pypbx.sip.digest import DigestError, _parse_params_fast
 from pypbx.sip.digest import _parse_params_general as general_auth_params
 from pypbx.sip.errors import SipParseError
+from pypbx.sip.parser import _plain_from, parse_message
 from pypbx.sip.uri import SipURI
 from pypbx.sip.via import Via
 
@@ -168,3 +170,62 @@ def test_digest_fast_path_matches_general_parse(text: str) -> None:
 @given(st.text('ab=",\\ \tx', max_size=30))
 def test_digest_fast_path_matches_general_parse_fuzzed(text: str) -> None:
     assert outcome(_fast_or_general, text) == outcome(lambda v: general_auth_params(v, 0), text)
+
+
+# -- From values the parser vouches for without building them ------------------------------------
+
+FROMS = [
+    "<sip:10001@127.0.0.1:5060>;tag=4242SIPpReg7",
+    "<sip:10001@127.0.0.1:5060>",
+    "<SIPS:Alice@Example.COM;LR;maddr=10.0.0.1>;tag=a;x",
+    "<sip:host:9999>;tag=1",
+    "<sip:host:65535>;tag=1",
+    "<sip:host:65536>;tag=1",
+    "<sip:host:99999>",
+    "<sip:a@host;x=y=z;flag>;tag=",
+    '<sip:a@host>;tag="quoted"',
+    "<sip:a@host>;;tag=1",
+    "<sip:a@host> ;tag=1",
+    "<sip:a@host>;tag=1;" + ";".join(f"p{i}" for i in range(300)),
+    "Alice <sip:a@host>;tag=1",
+    '"Alice" <sip:a@host>',
+    "sip:a@host;tag=1",
+    "<sip:a@host",
+    "<sip:a@>;tag=1",
+    "<tel:+123>;tag=1",
+    "<sip:a b@host>",
+    "<sip:a@host?subject=x>",
+]
+
+
+def _parsed(text: str) -> object:
+    return outcome(lambda value: Address.parse(value, "From"), text)
+
+
+@pytest.mark.parametrize("text", FROMS)
+def test_a_from_vouched_for_always_parses(text: str) -> None:
+    if _plain_from(text):
+        assert isinstance(_parsed(text), Address)
+
+
+def test_the_usual_from_is_vouched_for() -> None:
+    assert _plain_from(FROMS[0]) and _plain_from(FROMS[2])
+    assert not _plain_from(FROMS[5]) and not _plain_from(FROMS[11])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(ALPHABET, max_size=40).map(lambda tail: "<sip:" + tail))
+def test_a_from_vouched_for_always_parses_fuzzed(text: str) -> None:
+    if _plain_from(text):
+        assert isinstance(_parsed(text), Address)
+
+
+def test_a_bad_from_is_still_answered_400() -> None:
+    text = (
+        "REGISTER sip:pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK-1\r\n"
+        "From: <sip:a@host:99999>;tag=1\r\nTo: <sip:a@pbx.test>\r\nCall-ID: c1\r\n"
+        "CSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
+    )
+    with pytest.raises(SipParseError, match=r"^Bad From$") as caught:
+        parse_message(text.encode())
+    assert caught.value.request is not None  # answerable: a 400, not a drop

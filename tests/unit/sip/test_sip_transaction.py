@@ -14,6 +14,7 @@ from pypbx.sip.transaction import (
     Event,
     RequestReceived,
     ResponseReceived,
+    Retransmit,
     ServerTransaction,
     TransactionLayer,
     TransactionTerminated,
@@ -509,12 +510,20 @@ def test_non_invite_server_absorbs_then_repeats_then_timer_j() -> None:
     assert layer.pop_events() == [Transmit(ok, PEER, "udp")]
     assert txn.state == "completed"
     layer.receive(request("OPTIONS"), PEER, "udp", 2.0)
-    assert layer.pop_events() == [Transmit(ok, PEER, "udp")]
+    assert layer.pop_events() == [Retransmit(ok.serialize(), PEER, "udp")]
     layer.send_response(make_response(options, 500), 2.1)
     assert layer.pop_events() == []  # a second final is dropped
     assert layer.next_deadline() == 33.0  # Timer J = 64*T1
+    assert len(layer) == 1
+    layer.handle_timer(32.9)
+    layer.receive(request("OPTIONS"), PEER, "udp", 32.9)
+    assert layer.pop_events() == [Retransmit(ok.serialize(), PEER, "udp")]  # still completed
     run_timers(layer, 100.0)
     assert len(layer) == 0
+    assert layer.next_deadline() is None
+    # Timer J over: the same request again is a new transaction, passed up to the TU.
+    layer.receive(request("OPTIONS"), PEER, "udp", 100.0)
+    assert kinds(layer.pop_events()) == ["RequestReceived"]
 
 
 def test_non_invite_server_over_tcp_ends_on_final() -> None:

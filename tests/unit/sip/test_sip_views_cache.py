@@ -7,7 +7,7 @@ what a fresh parse of the same headers would give.
 from __future__ import annotations
 
 from pypbx.sip.message import Headers, Request, Via, make_response, parse_message
-from pypbx.sip.transaction import RequestReceived, TransactionLayer, Transmit
+from pypbx.sip.transaction import RequestReceived, Retransmit, TransactionLayer, Transmit
 
 REGISTER = (
     b"REGISTER sip:pbx.test SIP/2.0\r\n"
@@ -107,6 +107,6 @@ def test_a_completed_transaction_still_answers_retransmissions() -> None:
     assert event.transaction.state == "completed"
     layer.receive(register(), source, "udp", 1.0)  # the phone did not hear the 200
     [again] = layer.pop_events()
-    assert isinstance(again, Transmit) and again.dest == sent.dest
-    assert again.message.serialize() == sent.message.serialize()
+    assert isinstance(again, Retransmit) and again.dest == sent.dest
+    assert again.data == sent.message.serialize() == sent.data
     assert event.transaction.last_response is response and response.status == 200
