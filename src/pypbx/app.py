@@ -128,10 +128,20 @@ def _tune_garbage_collector() -> None:
     collection every few seconds under load, walking everything loaded at start-up and
     stalling the loop for ~280 ms (the call-setup p99). Start-up objects are frozen out of
     collection and collections are made rarer: at 60 calls/s GC CPU fell by two thirds
-    and p99 INVITE->200 from ~200 ms to ~70 ms (bench/call_setup.py)."""
+    and p99 INVITE->200 from ~200 ms to ~70 ms (bench/call_setup.py).
+
+    Rarer, not rare: a call's objects hold each other in reference cycles (its legs point
+    at it, their callbacks at them), so they are freed only when the generation they
+    reached is collected, and a call outlives the young generations. With the oldest
+    generation considered only every 20 x 20 young collections, the soak grew ~3 MiB a
+    minute for over an hour. So the oldest generation is considered after every middle
+    one, and CPython's own rule (a full collection only once the objects promoted since
+    the last one reach a quarter of those that survived it) keeps its cost in proportion:
+    memory stays flat at a few ms per full collection for a few thousand calls' objects
+    (bench/soak.py; SIGUSR1 reports what the collector finds, pypbx/diagnostics.py)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
+    gc.set_threshold(10_000, 5, 1)
 
 
 def _raise_file_limit() -> None:
