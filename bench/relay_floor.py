@@ -17,8 +17,10 @@ Found so far (2 vCPU VM shared with other work, 200 and 400 calls): holding off 
 1 ms (`hold1`) costs 12-14 µs a packet where `epoll` costs 15-19 (28-33 under `chrt -f 10`,
 i.e. woken at once for every packet, as on an idle machine); 2 ms gains little more; and
 recvfrom_into, edge triggering and recvmmsg/sendmmsg through ctypes gain nothing. The relay
-worker now holds like `hold1`: `worker` 19-21 µs against `worker@HEAD` 22-29 (35-39 under
-chrt) before the change was committed.
+worker held like `hold1` for a while (19-21 µs a packet against 22-29 without), but at 400
+calls it gained nothing, as a busy loop batches by itself, and the millisecond it adds on
+each pass showed in the soak's p99 added jitter (3-minute soaks, 5 calls/s: 3.8 ms with it,
+3.2 without): taken out again, as it saved CPU only where CPU is not short. `worker@HEAD` compares the worker of this tree with the committed one.
 
     .venv/bin/python bench/relay_floor.py [--calls 200,400] [--seconds 8] [--relays epoll,hold1]
         [--rounds 2]
@@ -45,10 +47,10 @@ SILENCE = b"\xff" * (160 - STAMP.size)
 # How long the `holdN` shapes let packets queue once they come thick (see _epoll).
 HOLDS = {"hold1": 0.001, "hold2": 0.002}
 VARIANTS = {
-    "epoll": "one recvfrom + sendto per readiness, 128 events a poll (the worker before)",
+    "epoll": "one recvfrom + sendto per readiness, 128 events a poll (the relay worker's shape)",
     "into": "epoll, recvfrom_into a preallocated buffer + sendto of a memoryview",
     "edge": "epoll edge-triggered, each ready socket drained until EAGAIN",
-    "hold1": "epoll, wake-ups at most one per 1 ms once packets come thick (the worker now)",
+    "hold1": "epoll, wake-ups at most one per 1 ms once packets come thick",
     "hold2": "as hold1 with 2 ms",
     "hold1+into": "hold1 and into together",
     "mmsg": "hold1 with recvmmsg/sendmmsg (8 slots) through ctypes instead of recvfrom/sendto",

@@ -5,15 +5,6 @@ HTTP API is busy, and every packet waiting behind it arrives late; here nothing 
 is waiting. And why not asyncio: a bare epoll loop that reads exactly one datagram per
 readiness spends about half the CPU per packet the event loop does.
 
-And why it holds off between wake-ups: with hundreds of calls a packet arrives every few tens
-of microseconds, so a loop that sleeps in epoll_wait whenever it has caught up is woken for
-nearly every packet, and the wake-up (a context switch and an epoll_wait) costs about as much
-as moving the packet. Once packets come thick, the worker lets them queue for a millisecond
-(`_HOLD`) and takes them all with one wake-up: a millisecond more delay, far below what a
-phone's jitter buffer absorbs, for 10-45 % less CPU per packet (bench/relay_floor.py, the
-`worker` and `worker@HEAD` rows of the change: 19-21 µs instead of 22-39 at 200-400 calls,
-the most where every packet finds the worker asleep, as on an idle machine).
-
 pypbx (`relay_offload`) hands over a bridge's two RTP sockets with the state its own relay
 had reached; the packet logic is the very same `RelayDirection` and `Latch` pypbx uses, fed
 by `_Leg`, which stands in for `RtpEndpoint`. The worker exits when pypbx's end of the
@@ -53,8 +44,7 @@ log = logging.getLogger("pypbx.media.relay_worker")
 
 STATS_PERIOD = 1.0  # how often pypbx hears counters and last-packet times (its RTP watchdog)
 STATS_CHUNK = 100  # bridges per stats message: each message must fit the socket buffer
-_BATCH = 128  # events per poll (about 3 ms of packets at most; one _HOLD of 1000 calls)
-_HOLD = 0.001  # least time between wake-ups once packets come thick (see the docstring)
+_BATCH = 128  # events per poll (about 3 ms of packets at most)
 _MAX_DATAGRAM = 2048
 _MAX_CONTROL = 65536
 
@@ -146,7 +136,6 @@ class RelayWorker:
     def __init__(self, control: socket.socket) -> None:
         self.control = control
         self.poller = select.epoll()
-        self.control_poller = select.epoll()  # the hold between wake-ups watches pypbx only
         self.legs: dict[int, _Leg] = {}  # by file descriptor
         self.bridges: dict[int, tuple[_Leg, _Leg]] = {}  # by the id pypbx gave
         self._reported: dict[int, int] = {}  # bridge id -> packets_in at the last stats
@@ -154,14 +143,11 @@ class RelayWorker:
     def run(self) -> None:
         control_fd = self.control.fileno()
         self.poller.register(control_fd, select.EPOLLIN)
-        self.control_poller.register(control_fd, select.EPOLLIN)
         self._send(encode_control({"op": "ready"}))
         poll = self.poller.poll
-        hold = self.control_poller.poll
         legs = self.legs
         clock = time.monotonic
         next_stats = clock() + STATS_PERIOD
-        woken = 0.0
         while True:
             # Short batches, control first: pypbx waits (blocked) for the answer to a
             # hand-back, so it must never queue behind more than a batch of packets.
@@ -181,17 +167,6 @@ class RelayWorker:
             if now >= next_stats:
                 next_stats = now + STATS_PERIOD
                 self._send_stats()
-            if now - woken < _HOLD and len(events) < _BATCH:
-                # Woken twice within a hold: packets are coming thick, so let them queue
-                # until a hold has passed since the last wake-up. Only a message from pypbx
-                # ends the hold early (it may be waiting, blocked, for a hand-back); a full
-                # batch means packets are queueing already, so no hold then.
-                rest = woken + _HOLD - clock()
-                if rest > 0:
-                    hold(rest, 1)
-                woken = clock()
-            else:
-                woken = now
 
     def _receive(self, leg: _Leg, now: float) -> None:
         # The hot path, the twin of RtpEndpoint._rtp_received: keep the two in step.
