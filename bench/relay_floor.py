@@ -20,7 +20,8 @@ recvfrom_into, edge triggering and recvmmsg/sendmmsg through ctypes gain nothing
 worker held like `hold1` for a while (19-21 µs a packet against 22-29 without), but at 400
 calls it gained nothing, as a busy loop batches by itself, and the millisecond it adds on
 each pass showed in the soak's p99 added jitter (3-minute soaks, 5 calls/s: 3.8 ms with it,
-3.2 without): taken out again, as it saved CPU only where CPU is not short. `worker@HEAD` compares the worker of this tree with the committed one.
+3.2 without): taken out again, as it saved CPU only where CPU is not short.
+`worker@HEAD` compares the worker of this tree with the committed one.
 
     .venv/bin/python bench/relay_floor.py [--calls 200,400] [--seconds 8] [--relays epoll,hold1]
         [--rounds 2]
