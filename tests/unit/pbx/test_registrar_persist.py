@@ -1,11 +1,14 @@
-"""Registrar: REGISTERs answered from memory, bindings and runtime info written behind.
+"""Registrar: REGISTERs answered from memory, bindings and runtime info written behind, and
+what the 200 says (every live binding with what is left of it, and a Date).
 
 A real SQLite store; scripted stand-ins for the SIP stack and digest authentication.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from pypbx.sip.transaction import RequestReceived
 from pypbx.store import ExtensionRecord, Store
 
 PHONE = ("192.0.2.20", 5062)
+_DATE_RE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT")
 
 
 class FakeStack:
@@ -57,8 +61,9 @@ def make_registrar(store: Store) -> tuple[Registrar, FakeStack]:
 
 
 def register(
-    cseq: int, contacts: list[str], *, expires: int = 600, call_id: str = "reg-1"
+    cseq: int, contacts: list[str], *, expires: int | None = 600, call_id: str = "reg-1"
 ) -> RequestReceived:
+    """`contacts` are URIs, or whole Contact values when they start with < (or are *)."""
     lines = [
         "REGISTER sip:pbx.example SIP/2.0",
         f"Via: SIP/2.0/UDP 192.0.2.20:5062;branch=z9hG4bK-{cseq}",
@@ -66,9 +71,9 @@ def register(
         "To: <sip:1000@pbx.example>",
         f"Call-ID: {call_id}",
         f"CSeq: {cseq} REGISTER",
-        f"Expires: {expires}",
+        *([f"Expires: {expires}"] if expires is not None else []),
         "User-Agent: TestPhone/1",
-        *(f"Contact: {c}" if c == "*" else f"Contact: <{c}>" for c in contacts),
+        *(f"Contact: {c}" if c[0] in "*<" else f"Contact: <{c}>" for c in contacts),
         "Content-Length: 0",
     ]
     request = parse_message(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -155,3 +160,57 @@ async def test_drop_forgets_queued_and_stored_bindings(store: Store) -> None:
     await store.registrations.flush()
     assert await store.list_bindings() == []
     assert not registrar.is_registered("1000")
+
+
+async def test_the_200_reports_the_interval_granted(store: Store) -> None:
+    registrar, stack = make_registrar(store)
+    await registrar.handle(
+        register(1, ["<sip:a@192.0.2.20:5062>", "<sip:b@192.0.2.20:5062>;expires=120"])
+    )
+    (ok,) = stack.sent
+    assert ok.status == 200
+    assert ok.headers.get_all("Contact") == [
+        "<sip:b@192.0.2.20:5062>;expires=120",  # soonest to expire first
+        "<sip:a@192.0.2.20:5062>;expires=600",
+    ]
+    assert _DATE_RE.fullmatch(ok.headers.get("Date") or "")
+
+
+async def test_a_query_lists_what_is_left(store: Store) -> None:
+    registrar, stack = make_registrar(store)
+    await registrar.handle(register(1, ["sip:a@192.0.2.20:5062"]))
+    await registrar.handle(register(2, [], expires=None))
+    query = stack.sent[1]
+    assert query.status == 200
+    [contact] = query.headers.get_all("Contact")
+    remaining = int(contact.rpartition("=")[2])
+    assert contact.startswith("<sip:a@192.0.2.20:5062>;expires=") and 598 <= remaining <= 600
+
+
+async def test_wildcard_needs_expires_zero(store: Store) -> None:
+    registrar, stack = make_registrar(store)
+    await registrar.handle(register(1, ["sip:a@192.0.2.20:5062"]))
+    await registrar.handle(register(2, ["*"], expires=600))
+    assert (stack.sent[1].status, stack.sent[1].reason) == (
+        400,
+        "Wildcard Contact requires Expires: 0",
+    )
+    await registrar.handle(register(3, ["*"], expires=0))
+    assert stack.sent[2].status == 200 and stack.sent[2].headers.get_all("Contact") == []
+    assert registrar.bindings("1000") == []
+
+
+async def test_out_of_order_register_is_refused(store: Store) -> None:
+    registrar, stack = make_registrar(store)
+    await registrar.handle(register(5, ["sip:a@192.0.2.20:5062"]))
+    await registrar.handle(register(4, ["sip:a@192.0.2.20:5062"]))
+    assert (stack.sent[1].status, stack.sent[1].reason) == (500, "Out of order REGISTER")
+
+
+def test_date_is_formatted_once_a_second(store: Store) -> None:
+    registrar, _ = make_registrar(store)
+    moment = datetime(2026, 11, 27, 23, 59, 59, 100, tzinfo=UTC)
+    first = registrar._http_date(moment)
+    assert first == "Fri, 27 Nov 2026 23:59:59 GMT"
+    assert registrar._http_date(moment + timedelta(microseconds=999_000)) is first
+    assert registrar._http_date(moment + timedelta(seconds=1)) == "Sat, 28 Nov 2026 00:00:00 GMT"
