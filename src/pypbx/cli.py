@@ -101,7 +101,7 @@ async def run_until_signalled(settings: Settings) -> None:
     finally blocks; exiting 0 afterwards is what service managers expect from SIGTERM.
     """
     from pypbx import app  # lazy: see module docstring
-    from pypbx.diagnostics import MemoryReport
+    from pypbx.diagnostics import GcPauses, MemoryReport
 
     loop = asyncio.get_running_loop()
     serve_task = asyncio.ensure_future(app.serve(settings))
@@ -114,7 +114,9 @@ async def run_until_signalled(settings: Settings) -> None:
         with contextlib.suppress(NotImplementedError):  # not on every platform
             loop.add_signal_handler(signum, on_signal, signum)
     with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGUSR1 on Windows
-        loop.add_signal_handler(signal.SIGUSR1, MemoryReport().log)
+        pauses = GcPauses()
+        loop.add_signal_handler(signal.SIGUSR1, MemoryReport(pauses).log)
+        pauses.install()
     with contextlib.suppress(asyncio.CancelledError):
         await serve_task
 

@@ -133,10 +133,50 @@ def _unreachable() -> list[str]:
     return lines + cycles
 
 
+class GcPauses:
+    """How long the collector stopped everything, per generation, since the last report: a
+    full collection walks every live call's objects, and while it runs no RTP is relayed
+    on the event loop, so its pauses are what to compare with the relay's added jitter."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self.count = [0, 0, 0]
+        self.total = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+
+    def install(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def uninstall(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        generation = info["generation"]
+        self.count[generation] += 1
+        self.total[generation] += took
+        self.longest[generation] = max(self.longest[generation], took)
+
+    def report(self) -> str:
+        """The pauses since the last report, which starts the next period."""
+        text = "gc pauses since the last report (collections, total ms, longest ms): " + ", ".join(
+            f"gen{i} {self.count[i]} ({self.total[i] * 1000:.0f}, {self.longest[i] * 1000:.1f})"
+            for i in range(3)
+        )
+        self.count = [0, 0, 0]
+        self.total = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        return text
+
+
 class MemoryReport:
     """Remembers the previous counts so each dump shows growth, not totals."""
 
-    def __init__(self) -> None:
+    def __init__(self, pauses: GcPauses | None = None) -> None:
+        self._pauses = pauses
         self._types: collections.Counter[str] = collections.Counter()
         self._snapshot: tracemalloc.Snapshot | None = None
         self._sizes: dict[int, int] = {}
@@ -144,6 +184,8 @@ class MemoryReport:
     def dump(self) -> str:
         """One log-ready text block; the first call reports totals instead of growth."""
         lines = [_collections_so_far()]
+        if self._pauses is not None:
+            lines.append(self._pauses.report())  # before the report's own collections
         # pypbx freezes what it built at start (app.py), and frozen objects are invisible to
         # get_objects() and get_referrers(); the long-lived containers a leak grows are
         # among them, so they are thawed for the report and frozen again after it

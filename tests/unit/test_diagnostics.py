@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gc
+import re
 import tracemalloc
 from collections.abc import Iterator
 
 import pytest
 
-from pypbx.diagnostics import MemoryReport
+from pypbx.diagnostics import GcPauses, MemoryReport
 from pypbx.pbx.call import Call, Leg, LegKind
 
 
@@ -80,3 +81,19 @@ def test_report_lists_allocation_sites_when_tracing() -> None:
     assert "allocation sites that grew" in text
     assert "test_diagnostics.py" in text
     assert len(grown) == 100
+
+
+def test_pauses_are_counted_per_generation_and_reset_by_a_report() -> None:
+    pauses = GcPauses()
+    pauses.install()
+    try:
+        gc.collect(0)
+        gc.collect(2)
+        first = pauses.report()
+        second = pauses.report()
+    finally:
+        pauses.uninstall()
+    counts = {int(gen): int(n) for gen, n in re.findall(r"gen(\d) (\d+) \(", first)}
+    assert counts[0] >= 1 and counts[2] >= 1
+    assert "gen0 0 (0, 0.0), gen1 0 (0, 0.0), gen2 0 (0, 0.0)" in second
+    assert "gc pauses since the last report" in MemoryReport(GcPauses()).dump()
