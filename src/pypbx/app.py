@@ -136,9 +136,12 @@ def _tune_garbage_collector() -> None:
     generation considered only every 20 x 20 young collections, the soak grew ~3 MiB a
     minute for over an hour. So the oldest generation is considered after every middle
     one, and CPython's own rule (a full collection only once the objects promoted since
-    the last one reach a quarter of those that survived it) keeps its cost in proportion:
-    memory stays flat at a few ms per full collection for a few thousand calls' objects
-    (bench/soak.py; SIGUSR1 reports what the collector finds, pypbx/diagnostics.py)."""
+    the last one reach a quarter of those that survived it) keeps its cost in proportion.
+    The soak's memory is flat now; with 50 calls up, collections take 3-12 ms, but one that
+    frees a few hundred calls' garbage at once (the first full one after start) stalls the
+    loop for 100-200 ms. Freeing calls by reference counting, i.e. breaking those cycles,
+    is what would end that (bench/soak.py; SIGUSR1 reports the collector's pauses and the
+    cycles it finds, pypbx/diagnostics.py)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 5, 1)
