@@ -39,10 +39,11 @@ def _describe(container: object, everything: list[object]) -> str:
     return f"{type(container).__qualname__} [{sample}] held by {', '.join(owners)}"
 
 
-def _sample_cycles(garbage: list[object], kinds: int = 5) -> list[str]:
+def _sample_cycles(garbage: list[object], kinds: int = 5, tries: int = 20) -> list[str]:
     """For a few of pypbx's own types among the garbage, one reference cycle through an
     instance, as the chain of types and attribute names: what to break so that plain
-    reference counting frees it."""
+    reference counting frees it. At most `tries` types are searched (each search may walk
+    all the garbage, and pypbx is paused meanwhile)."""
     members = {id(obj): obj for obj in garbage}
     seen_types: set[type] = set()
     lines = []
@@ -50,6 +51,8 @@ def _sample_cycles(garbage: list[object], kinds: int = 5) -> list[str]:
         kind = type(obj)
         if kind in seen_types or not kind.__module__.startswith("pypbx"):
             continue
+        if len(seen_types) >= tries:
+            break
         seen_types.add(kind)
         path = _cycle(obj, members)
         if path:  # a type merely reachable from a cycle has none of its own
@@ -113,16 +116,20 @@ def _unreachable() -> list[str]:
     """A full collection that keeps what it finds, to say which objects form reference
     cycles: those outlive their use until a collection of their generation comes round."""
     pending = gc.get_count()
-    gc.set_debug(gc.DEBUG_SAVEALL)
+    flags = gc.get_debug()
+    already = len(gc.garbage)  # uncollectable objects someone else may be looking at
+    gc.set_debug(flags | gc.DEBUG_SAVEALL)
     started = time.perf_counter()
     try:
         freed = gc.collect()
     finally:
-        gc.set_debug(0)
+        gc.set_debug(flags)
     took = time.perf_counter() - started
-    kinds = collections.Counter(type(obj).__qualname__ for obj in gc.garbage)
-    cycles = _sample_cycles(gc.garbage)
-    gc.garbage.clear()
+    found = gc.garbage[already:]
+    del gc.garbage[already:]
+    kinds = collections.Counter(type(obj).__qualname__ for obj in found)
+    cycles = _sample_cycles(found)
+    del found
     gc.collect()  # now for real
     lines = [
         f"a full collection found {freed} unreachable objects in {took * 1000:.0f} ms "
@@ -203,6 +210,8 @@ class MemoryReport:
                 gc.freeze()
         if tracemalloc.is_tracing():
             lines += self._allocations_grown()
+        if self._pauses is not None:
+            self._pauses.report()  # the report's own collections are not pypbx's pauses
         return "\n".join(lines)
 
     def _types_grown(self, objects: list[object]) -> list[str]:

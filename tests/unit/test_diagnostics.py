@@ -97,3 +97,15 @@ def test_pauses_are_counted_per_generation_and_reset_by_a_report() -> None:
     assert counts[0] >= 1 and counts[2] >= 1
     assert "gen0 0 (0, 0.0), gen1 0 (0, 0.0), gen2 0 (0, 0.0)" in second
     assert "gc pauses since the last report" in MemoryReport(GcPauses()).dump()
+
+
+def test_report_leaves_others_garbage_and_debug_flags_alone(frozen: None) -> None:
+    sentinel = object()
+    gc.garbage.append(sentinel)
+    try:
+        _abandoned_call("g")
+        MemoryReport().dump()
+        assert gc.garbage == [sentinel]  # the report's own finds are gone, not this
+        assert gc.get_debug() == 0
+    finally:
+        gc.garbage.remove(sentinel)
