@@ -213,6 +213,7 @@ def main() -> int:
             relay_worker={"on": True, "off": False}.get(args.relay_worker),
         )
         pbx.start(timeout=120.0 if args.trace_memory else 20.0)
+        os.environ.pop("PYTHONTRACEMALLOC", None)  # pypbx's alone, not rtp_load's
         procs: list[BenchSipp] = []
         load: subprocess.Popen[bytes] | None = None
         try:
