@@ -27,7 +27,8 @@ _CONTROL_CHAR_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PARAM_VALUE_RE = re.compile(r'[^\s,;<>"]*|"(?:[^"\\]|\\[\s\S])*"')
 # A parameter list without quotes, brackets, blanks or empty elements: what it splits into
 # on ';' is what the general path below would find, already valid.
-_PLAIN_PARAMS_RE = re.compile(r'(?:;[A-Za-z0-9\-.!%*_+`\'~]+(?:=[^\s,;<>"]*)?)+')
+PLAIN_PARAM = r'(?:;[A-Za-z0-9\-.!%*_+`\'~]+(?:=[^\s,;<>"]*)?)'
+_PLAIN_PARAMS_RE = re.compile(PLAIN_PARAM + "+")
 
 # One element of a list: runs of quoted strings, <...> groups and ordinary characters.  An
 # unterminated quote or bracket swallows the rest, which the element parser then rejects.

@@ -33,9 +33,8 @@ _HASHES: Final[Mapping[str, Callable[[bytes], str]]] = MappingProxyType(
         "SHA-256": lambda data: hashlib.sha256(data).hexdigest(),
     }
 )
-_TOKEN_CHARS: Final = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
+_TOKEN_CLASS: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"  # RFC 7230 tchar, as the regexes use it
+_TOKEN_CHARS: Final = frozenset(c for c in map(chr, range(128)) if re.fullmatch(_TOKEN_CLASS, c))
 _NC_RE: Final = re.compile(r"[0-9A-Fa-f]{8}")
 _NONCE_RE: Final = re.compile(r"[A-Za-z0-9_-]{43}")
 _NONCE_LABEL: Final = b"pypbx-digest-nonce\0"
@@ -46,11 +45,11 @@ _REQUIRED: Final = ("username", "realm", "nonce", "uri", "response")
 # _parse_params. A header it does not cover end to end goes through the character loop,
 # which accepts the same inputs and is the one that words the errors.
 _AUTH_PARAM_RE: Final = re.compile(
-    r"[ \t,]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)[ \t]*=[ \t]*"
+    rf"[ \t,]*({_TOKEN_CLASS}+)[ \t]*=[ \t]*"
     r'(?:"([^"\\]*(?:\\[\s\S][^"\\]*)*)"|([^ \t,"]+))[ \t]*(?:,|\Z)'
 )
 _TRAILER_RE: Final = re.compile(r"[ \t,]*")
-_SCHEME_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]*")  # a run of _TOKEN_CHARS
+_SCHEME_RE: Final = re.compile(f"{_TOKEN_CLASS}*")
 _QUOTED_PAIR_RE: Final = re.compile(r"\\([\s\S])")
 
 

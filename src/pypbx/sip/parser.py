@@ -18,12 +18,12 @@ from __future__ import annotations
 import re
 from types import MappingProxyType
 
-from pypbx.sip._lex import MAX_LIST_VALUES, TOKEN_RE
+from pypbx.sip._lex import MAX_LIST_VALUES, PLAIN_PARAM, TOKEN_RE
 from pypbx.sip.errors import SipParseError
 from pypbx.sip.headers import KNOWN_NAMES, Headers
 from pypbx.sip.limits import DEFAULT_LIMITS, Limits
 from pypbx.sip.model import Message, Request, Response
-from pypbx.sip.uri import SipURI
+from pypbx.sip.uri import PLAIN_URI_SHAPE, SipURI
 
 # The end of the header section, found from its second-to-last LF: a leading "\r?" in the
 # pattern would make the search try a match at every byte, ten times slower.
@@ -50,12 +50,7 @@ _PLAIN_VIA_RE = re.compile(
 # plain ones parse_params takes, so Address.parse is sure to accept it.  Nothing on most
 # requests' way reads From (it is copied into responses as text), so a match spares building
 # it just to check it; it is parsed on first use, as any view.
-_PLAIN_FROM_RE = re.compile(
-    r"<[sS][iI][pP][sS]?:(?:[A-Za-z0-9\-_.!~*'()&=+$,%]+@)?"
-    r"[A-Za-z0-9_][A-Za-z0-9_\-.]*(?::[0-9]{1,4})?"
-    r'(?:;[^;=?@<>"\s\x00-\x1f\x7f]+(?:=[^;?@<>"\s\x00-\x1f\x7f]*)?)*>'
-    r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^\s,;<>\"]*)?)*"
-)
+_PLAIN_FROM_RE = re.compile(f"<{PLAIN_URI_SHAPE}>{PLAIN_PARAM}*")
 _FOREIGN_VERSION = "Unsupported SIP version"
 # Header names exactly as most peers write them (lowercase, compact, canonical) -> what
 # KNOWN_NAMES gives for them, so the usual header line needs no rstrip() and lower().

@@ -21,11 +21,14 @@ _URI_BAD_RE = re.compile(r'[\x00-\x20\x7f<>"]')
 # The usual shape, sip[s]:[user@]host[:port][;params] with a plain user (no password, no
 # ';', '?' or '/'), a name or IPv4 host and no URI headers: a match gives the same URI as the
 # general parse below, in one C-level pass.  Anything else takes the general parse.
-_PLAIN_URI_RE = re.compile(
-    r"([sS][iI][pP][sS]?):(?:([A-Za-z0-9\-_.!~*'()&=+$,%]+)@)?"
-    r"([A-Za-z0-9_][A-Za-z0-9_\-.]*)(?::([0-9]{1,5}))?"
-    r'((?:;[^;=?@<>"\s\x00-\x1f\x7f]+(?:=[^;?@<>"\s\x00-\x1f\x7f]*)?)*)'
-)
+_SCHEME = r"[sS][iI][pP][sS]?"
+_USER = r"[A-Za-z0-9\-_.!~*'()&=+$,%]+"
+_HOST = r"[A-Za-z0-9_][A-Za-z0-9_\-.]*"
+_PARAMS = r'(?:;[^;=?@<>"\s\x00-\x1f\x7f]+(?:=[^;?@<>"\s\x00-\x1f\x7f]*)?)*'
+_PLAIN_URI_RE = re.compile(rf"({_SCHEME}):(?:({_USER})@)?({_HOST})(?::([0-9]{{1,5}}))?({_PARAMS})")
+# The same shape without groups and with ports below 10000, which no range check rejects: a
+# match is sure to be a URI SipURI.parse accepts (the parser vouches for From values with it).
+PLAIN_URI_SHAPE = rf"{_SCHEME}:(?:{_USER}@)?{_HOST}(?::[0-9]{{1,4}})?{_PARAMS}"
 
 
 @dataclass(slots=True)
