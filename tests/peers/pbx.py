@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -28,6 +29,10 @@ from typing import Any
 from peers.ports import PortAllocator
 
 ADMIN_USER = "admin"
+_SAVE_ALL_LAUNCHER = (
+    "import gc, runpy; gc.set_debug(gc.DEBUG_SAVEALL); "
+    "runpy.run_module('pypbx', run_name='__main__', alter_sys=True)"
+)
 
 
 class PbxError(RuntimeError):
@@ -130,8 +135,12 @@ class PbxProcess:
         log_level: str = "DEBUG",
         rtp_port_count: int = 40,
         db_url: str | None = None,
+        keep_cyclic_garbage: bool = False,
     ) -> None:
         self.workdir = workdir
+        # gc.DEBUG_SAVEALL from the first line on: whatever only the garbage collector could
+        # free stays in gc.garbage, and memory_report() lists it by type.
+        self.keep_cyclic_garbage = keep_cyclic_garbage
         self.db_url = db_url  # None: pypbx's default SQLite file in the data dir
         self.data_dir = workdir / "data"
         self.admin_password = admin_password
@@ -163,10 +172,12 @@ class PbxProcess:
         return f"http://127.0.0.1:{self.http_port}/"
 
     def command(self) -> list[str]:
+        launch = ["-m", "pypbx"]
+        if self.keep_cyclic_garbage:
+            launch = ["-c", _SAVE_ALL_LAUNCHER]
         return [
             sys.executable,
-            "-m",
-            "pypbx",
+            *launch,
             "serve",
             "--config",
             str(self.config_path),
@@ -294,6 +305,24 @@ class PbxProcess:
             )
             for row in rows
         ]
+
+    def memory_report(self, timeout: float = 30.0) -> str:
+        """Have pypbx log its memory report (SIGUSR1, pypbx/diagnostics.py) and return it."""
+        assert self.proc is not None and self.alive()
+        marker = "memory report (SIGUSR1)"
+        before = self.log_path.read_text(errors="replace").count(marker)
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.log_path.read_text(errors="replace").count(marker) > before:
+                time.sleep(0.5)  # the rest of the record may be on its way to the file
+                report = self.log_path.read_text(errors="replace").rsplit(marker, 1)[1]
+                # the report is one log record: it ends where the next record starts
+                ends = re.search(r"^\d{4}-\d\d-\d\d \d\d:", report, re.MULTILINE)
+                return report[: ends.start()] if ends else report
+            if time.monotonic() > deadline:
+                raise PbxError(f"no memory report after {timeout} s\n{self.log_tail()}")
+            time.sleep(0.2)
 
     def log_tail(self, lines: int = 80) -> str:
         try:

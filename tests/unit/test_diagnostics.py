@@ -109,3 +109,30 @@ def test_report_leaves_others_garbage_and_debug_flags_alone(frozen: None) -> Non
         assert gc.get_debug() == 0
     finally:
         gc.garbage.remove(sentinel)
+
+
+def test_report_lists_what_debug_saveall_kept_and_pypbx_types_beyond_the_top(
+    frozen: None,
+) -> None:
+    """Under gc.DEBUG_SAVEALL (set by tests that hunt cycles) automatic collections leave
+    their finds in gc.garbage, where the report's own collection would not see them; one
+    Call among many commoner objects is still named."""
+    flags = gc.get_debug()
+    already = len(gc.garbage)
+    gc.set_debug(flags | gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(30):  # TOP commoner kinds of garbage, 30 of each
+            for kind in range(25):
+                holder: list[object] = [type(f"K{kind}", (), {})()]
+                holder.append(holder)
+        _abandoned_call("kept")
+        gc.collect()
+        text = MemoryReport().dump()
+    finally:
+        gc.set_debug(flags)
+        del gc.garbage[already:]
+    kept = text.split("kept in gc.garbage by type (")[1]
+    counts = [line.split() for line in kept.splitlines()[1:]]
+    assert ["1", "Call"] in counts
+    assert ["1", "Leg"] in counts
+    assert "cycle: Call -> .caller:Leg -> .call:Call" in kept

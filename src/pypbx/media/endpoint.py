@@ -264,6 +264,9 @@ class RtpEndpoint:
         self.on_packet = None
         self.on_rtcp = None
         self._in_taps = self._out_taps = ()
+        # The writer (a bridge direction, a player) holds this endpoint: let both be freed
+        # by reference counting rather than wait for the garbage collector.
+        self.output.writer = None
         self._abort()
 
     def reclaim(self) -> None:

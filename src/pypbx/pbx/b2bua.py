@@ -75,6 +75,8 @@ _FAILURES: dict[int, tuple[CallState, HistoryResult]] = {
 }
 # When forks fail differently, the response relayed to the caller is the most telling.
 _PREFERENCE = [486, 600, 603, 480, 408]
+_T1, _T2 = 0.5, 4.0  # RFC 3261 timers, for the 2xx the B2BUA retransmits itself (§13.3.1.4)
+_ACK_WAIT = 64 * _T1  # how long a UAS waits for the ACK of its 2xx
 
 log = logging.getLogger(__name__)
 
@@ -539,6 +541,8 @@ class B2BUA:
             if leg.retransmit is not None:
                 leg.retransmit.cancel()
                 leg.retransmit = None
+            if leg.terminated:  # the call ended before this ACK came: its wait is over
+                self._forget(leg)
         if request.body:  # answer to an offer we made in a 2xx (late-offer re-INVITE)
             sdp = self._parse_sdp(request)
             if sdp is not None:
@@ -657,22 +661,25 @@ class B2BUA:
             leg.retransmit.cancel()
         if leg.transport != "udp":
             return
-        t1, t2 = 0.5, 4.0
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 64 * t1
+        deadline = loop.time() + _ACK_WAIT
+        leg.retransmit = loop.call_later(_T1, self._resend_2xx, leg, response, 2 * _T1, deadline)
 
-        def again(interval: float) -> None:
-            if leg.answer_2xx is not response or leg.terminated:
-                return
-            if loop.time() >= deadline:
-                log.warning("call %s: no ACK for our 2xx, hanging up", leg.call.id)
-                leg.answer_2xx = None
-                self._abort(leg.call)
-                return
-            self.stack.send_stateless(response, leg.peer, leg.transport)
-            leg.retransmit = loop.call_later(interval, again, min(interval * 2, t2))
-
-        leg.retransmit = loop.call_later(t1, again, min(2 * t1, t2))
+    def _resend_2xx(self, leg: Leg, response: Response, interval: float, deadline: float) -> None:
+        # A method rather than a closure that schedules itself: such a closure is a
+        # reference cycle holding the leg until the garbage collector comes round.
+        if leg.answer_2xx is not response or leg.terminated:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= deadline:
+            log.warning("call %s: no ACK for our 2xx, hanging up", leg.call.id)
+            leg.answer_2xx = None
+            self._abort(leg.call)
+            return
+        self.stack.send_stateless(response, leg.peer, leg.transport)
+        leg.retransmit = loop.call_later(
+            interval, self._resend_2xx, leg, response, min(interval * 2, _T2), deadline
+        )
 
     def _reject_caller(self, call: Call, status: int, reason: str | None = None) -> None:
         """Release the caller of a call that will not be answered.
@@ -767,13 +774,25 @@ class B2BUA:
         # Queued before the media is released: a history query made once the call has left
         # the active calls then finds its final row (queries flush the queue first).
         self.store.history.finish(call.history(self._now()))
-        for endpoint in endpoints.values():
-            await self.media.release(endpoint)
+        try:
+            for endpoint in endpoints.values():
+                await self.media.release(endpoint)
+        finally:
+            call.let_go()
 
     def _forget(self, leg: Leg) -> None:
-        # Keep the caller leg's dialog until its 2xx is ACKed so retransmitted ACKs match.
+        """Take an ended leg out of the dialog table: at once, or, for a caller leg whose 2xx
+        is not ACKed yet, once the ACK comes or can no longer come (64*T1), so that a late or
+        retransmitted ACK still matches its dialog."""
         if leg.answer_2xx is None:
-            self._dialogs.pop(leg.dialog_key, None)
+            if self._dialogs.get(leg.dialog_key) is leg:
+                del self._dialogs[leg.dialog_key]
+        else:
+            asyncio.get_running_loop().call_later(_ACK_WAIT, self._forget_unacked, leg)
+
+    def _forget_unacked(self, leg: Leg) -> None:
+        leg.answer_2xx = None
+        self._forget(leg)
 
     def _set_state(self, call: Call, state: CallState) -> None:
         if call.state is state:

@@ -1,0 +1,117 @@
+"""A finished call is freed by reference counting alone: no reference cycles left behind.
+
+A call's objects that form reference cycles outlive the call until the garbage collector
+collects their generation; under load that means 100-200 ms pauses of the event loop (which
+relays RTP) and memory that depends on collector tuning. pypbx runs here with
+gc.DEBUG_SAVEALL from its first line, so everything only the collector could free stays in
+gc.garbage, and its memory report (SIGUSR1) lists it by type. Calls of several shapes go
+through it (answered and hung up by either side, relayed long enough to move to the relay
+worker, held by a phone and by the API, sent DTMF, cancelled, refused), then the report must
+show none of a call's objects once the transactions that outlive a call are gone.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from peers.flows import (
+    PbxFactory,
+    SippFactory,
+    caller,
+    finish,
+    no_calls_left,
+    start_callee,
+    wait_for_state,
+)
+from peers.pbx import PbxProcess
+
+CALLER = ("1000", "pw-1000")
+TRANSACTIONS_LINGER = 64 * 0.5 + 2
+
+# What one call is made of; any of them in gc.garbage is a cycle to break.
+CALL_TYPES = {
+    "Call",
+    "Leg",
+    "Dialog",
+    "RtpEndpoint",
+    "RtpOutputStream",
+    "RelayDirection",
+    "Bridge",
+    "OffloadedBridge",
+    "InboundAudio",
+    "LegOutput",
+    "Player",
+    "ClientTransaction",
+    "ServerTransaction",
+    "InviteServerTransaction",
+    "InviteClientTransaction",
+    "Request",
+    "Response",
+    "SessionDescription",
+}
+
+
+def new_callee(pbx: PbxProcess) -> tuple[str, str]:
+    """An extension of its own for each call: a SIPp UAS that has finished leaves its
+    registration behind, which later calls to the same number would ring too."""
+    number = str(2000 + len(pbx.extensions()))
+    pbx.add_sip_extension(number, f"pw-{number}")
+    return number, f"pw-{number}"
+
+
+def call_once(
+    pbx: PbxProcess, sipp: SippFactory, uac: str, uas: str, *, pause_ms: int = 1000
+) -> None:
+    number, password = new_callee(pbx)
+    callee = start_callee(pbx, sipp, uas, number, password, pause_ms=pause_ms)
+    finish(caller(pbx, sipp, uac, number, *CALLER, pause_ms=pause_ms).start(), callee)
+    no_calls_left(pbx)
+
+
+def garbage_by_type(report: str) -> dict[str, int]:
+    """The types the report lists as unreachable or kept in gc.garbage, with counts."""
+    found: dict[str, int] = {}
+    listing = False
+    for line in report.splitlines():
+        if line.startswith(("unreachable objects by type", "kept in gc.garbage by type")):
+            listing = True
+            continue
+        entry = re.fullmatch(r"\s+(\d+) (\S+)", line)
+        if listing and entry:
+            found[entry[2]] = found.get(entry[2], 0) + int(entry[1])
+        elif not line.startswith("  cycle:"):
+            listing = False
+    return found
+
+
+def test_finished_calls_leave_no_reference_cycles(
+    start_pbx: PbxFactory, sipp: SippFactory
+) -> None:
+    pbx = start_pbx(keep_cyclic_garbage=True)
+    pbx.add_sip_extension(*CALLER)
+    baseline = garbage_by_type(pbx.memory_report())
+    assert baseline, "the report lists no garbage at all: is DEBUG_SAVEALL on?"
+
+    call_once(pbx, sipp, "uac_call", "uas_answer", pause_ms=3500)  # on the relay worker
+    call_once(pbx, sipp, "uac_far_bye", "uas_answer_bye")
+    call_once(pbx, sipp, "uac_hold", "uas_answer")
+    call_once(pbx, sipp, "uac_cancel", "uas_ring", pause_ms=1500)
+    call_once(pbx, sipp, "uac_busy", "uas_busy")
+
+    number, password = new_callee(pbx)
+    callee = start_callee(pbx, sipp, "uas_info_dtmf", number, password, pause_ms=6000)
+    run = caller(pbx, sipp, "uac_call", number, *CALLER, pause_ms=6000).start()
+    call_id = wait_for_state(pbx, "InCall")["CallId"]
+    for command in ("Hold", "Unhold"):
+        assert pbx.api(command, CallId=call_id).code == 200
+    assert pbx.api("SendDTMF", CallId=call_id, Party="callee", Keys="4*").code == 200
+    finish(run, callee)
+    no_calls_left(pbx)
+
+    # The transaction layer keeps a finished call's last transactions (and the callbacks
+    # into its legs) for 64*T1 = 32 s, to absorb retransmissions: only then is it garbage.
+    time.sleep(TRANSACTIONS_LINGER)
+    report = pbx.memory_report()
+    left = {name: n for name, n in garbage_by_type(report).items() if name in CALL_TYPES}
+    assert not left, f"call objects freed only by the garbage collector: {left}\n{report}"
