@@ -6,7 +6,8 @@ relays RTP) and memory that depends on collector tuning. pypbx runs here with
 gc.DEBUG_SAVEALL from its first line, so everything only the collector could free stays in
 gc.garbage, and its memory report (SIGUSR1) lists it by type. Calls of several shapes go
 through it (answered and hung up by either side, relayed long enough to move to the relay
-worker, held by a phone and by the API, sent DTMF, cancelled, refused), then the report must
+worker, held by a phone and by the API, sent DTMF, cancelled, refused; played to, recorded,
+transferred blind and attended between baresip phones), then the report must
 show none of a call's objects once the transactions that outlive a call are gone.
 """
 
@@ -15,8 +16,13 @@ from __future__ import annotations
 import re
 import time
 
+import numpy as np
+import soundfile
+
+from peers.baresip import BaresipPhone
 from peers.flows import (
     PbxFactory,
+    PhoneFactory,
     SippFactory,
     caller,
     finish,
@@ -85,9 +91,7 @@ def garbage_by_type(report: str) -> dict[str, int]:
     return found
 
 
-def test_finished_calls_leave_no_reference_cycles(
-    start_pbx: PbxFactory, sipp: SippFactory
-) -> None:
+def test_finished_calls_leave_no_reference_cycles(start_pbx: PbxFactory, sipp: SippFactory) -> None:
     pbx = start_pbx(keep_cyclic_garbage=True)
     pbx.add_sip_extension(*CALLER)
     baseline = garbage_by_type(pbx.memory_report())
@@ -111,6 +115,68 @@ def test_finished_calls_leave_no_reference_cycles(
 
     # The transaction layer keeps a finished call's last transactions (and the callbacks
     # into its legs) for 64*T1 = 32 s, to absorb retransmissions: only then is it garbage.
+    time.sleep(TRANSACTIONS_LINGER)
+    report = pbx.memory_report()
+    left = {name: n for name, n in garbage_by_type(report).items() if name in CALL_TYPES}
+    assert not left, f"call objects freed only by the garbage collector: {left}\n{report}"
+
+
+def phone(pbx: PbxProcess, make_phone: PhoneFactory, ext: str, tone: float) -> BaresipPhone:
+    pbx.add_sip_extension(ext, f"pw-{ext}")
+    return make_phone(ext, tone=tone, registrar=pbx.sip_address, password=f"pw-{ext}")
+
+
+def dial(pbx: PbxProcess, a: BaresipPhone, b: BaresipPhone, calls: int = 1) -> str:
+    """A dials B (auto-answer); the CallId of the call A -> B once it is InCall."""
+    a.dial(f"sip:{b.account.user}@{pbx.sip_address}")
+    a.wait_for_event("CALL_ESTABLISHED", 15)
+    found = pbx.wait_for_calls(
+        lambda now: any(
+            (c["Source"], c["Destination"], c["CallState"])
+            == (a.account.user, b.account.user, "InCall")
+            for c in now
+        ),
+        timeout=10,
+    )
+    return next(c["CallId"] for c in found if c["Source"] == a.account.user)
+
+
+def test_transferred_played_and_recorded_calls_leave_no_reference_cycles(
+    start_pbx: PbxFactory, make_phone: PhoneFactory
+) -> None:
+    pbx = start_pbx(keep_cyclic_garbage=True)
+    prompt = pbx.data_dir / "media" / "beep.wav"
+    prompt.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(prompt, 0.3 * np.sin(np.arange(8000) * 2 * np.pi * 700 / 8000), 8000)
+    a, b, c = (
+        phone(pbx, make_phone, ext, tone)
+        for ext, tone in (("1000", 1500.0), ("2000", 2000.0), ("3000", 2500.0))
+    )
+
+    # played to and recorded, then transferred blind to C, who hangs up
+    call_id = dial(pbx, a, b)
+    assert pbx.api("Play", CallId=call_id, Party="caller", AudioFile="beep.wav").code == 200
+    assert pbx.api("Record", CallId=call_id, Format="wav").code == 200
+    time.sleep(1.5)
+    result = pbx.api("BlindTransfer", CallId=call_id, TransferorParty="callee", Target="3000")
+    assert result.code == 200, result.text
+    c.wait_for_event("CALL_ESTABLISHED", 15)
+    time.sleep(1.0)
+    c.hangup()
+    a.wait_for_event("CALL_CLOSED", 10)
+    no_calls_left(pbx)
+
+    # A -> B held, B consults C, then B joins A and C; A hangs up
+    held_id = dial(pbx, a, b)
+    assert pbx.api("Hold", CallId=held_id).code == 200
+    target_id = dial(pbx, b, c)
+    result = pbx.api("AttendedTransfer", TransferredCallId=held_id, TargetCallId=target_id)
+    assert result.code == 200, result.text
+    time.sleep(1.0)
+    a.hangup()
+    c.wait_for_event("CALL_CLOSED", 10)
+    no_calls_left(pbx)
+
     time.sleep(TRANSACTIONS_LINGER)
     report = pbx.memory_report()
     left = {name: n for name, n in garbage_by_type(report).items() if name in CALL_TYPES}
