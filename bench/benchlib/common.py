@@ -219,16 +219,44 @@ def fd_count(pid: int) -> int:
 
 
 def fd_kinds(pid: int) -> dict[str, int]:
-    """Open descriptors by what they point at: 'socket', 'anon_inode:[eventpoll]', a path."""
+    """Open descriptors by what they point at: 'socket udp 127.0.0.1:5060', 'socket unix',
+    'anon_inode:[eventpoll]', a path. A socket left open says which one it is."""
     kinds: dict[str, int] = {}
+    names = _socket_names(pid)
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue  # closed meanwhile
         kind = target.split(":[", 1)[0] if target.startswith(("socket:", "pipe:")) else target
+        if kind == "socket":
+            kind = f"socket {names.get(target[8:-1], '?')}"
         kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
+
+
+def _socket_names(pid: int) -> dict[str, str]:
+    """Socket inode -> 'udp 127.0.0.1:5060' (or 'tcp ... LISTEN', 'unix'), from /proc/net."""
+    names: dict[str, str] = {}
+    for proto in ("udp", "tcp", "udp6", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{proto}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            host, port = fields[1].split(":")
+            if len(host) == 8:  # IPv4, little-endian hex
+                host = ".".join(str(int(host[i : i + 2], 16)) for i in (6, 4, 2, 0))
+            state = " LISTEN" if proto.startswith("tcp") and fields[3] == "0A" else ""
+            names[fields[9]] = f"{proto} {host}:{int(port, 16)}{state}"
+    try:
+        for line in Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]:
+            fields = line.split()
+            names[fields[6]] = "unix" + (f" {fields[7]}" if len(fields) > 7 else "")
+    except OSError:
+        pass
+    return names
 
 
 class CpuMeter:

@@ -6,8 +6,8 @@ relays RTP) and memory that depends on collector tuning. pypbx runs here with
 gc.DEBUG_SAVEALL from its first line, so everything only the collector could free stays in
 gc.garbage, and its memory report (SIGUSR1) lists it by type. Calls of several shapes go
 through it (answered and hung up by either side, relayed long enough to move to the relay
-worker, held by a phone and by the API, sent DTMF, cancelled, refused; played to, recorded,
-transferred blind and attended between baresip phones), then the report must
+worker, held by a phone and by the API, sent DTMF, cancelled, refused, unroutable; played
+to, recorded, transferred blind and attended between baresip phones), then the report must
 show none of a call's objects once the transactions that outlive a call are gone.
 """
 
@@ -102,6 +102,9 @@ def test_finished_calls_leave_no_reference_cycles(start_pbx: PbxFactory, sipp: S
     call_once(pbx, sipp, "uac_hold", "uas_answer")
     call_once(pbx, sipp, "uac_cancel", "uas_ring", pause_ms=1500)
     call_once(pbx, sipp, "uac_busy", "uas_busy")
+    finish(caller(pbx, sipp, "uac_not_found", "9999", *CALLER).start())
+    pbx.add_sip_extension("3999", "pw-3999")  # configured, never registered: 480
+    finish(caller(pbx, sipp, "uac_unavailable", "3999", *CALLER).start())
 
     number, password = new_callee(pbx)
     callee = start_callee(pbx, sipp, "uas_info_dtmf", number, password, pause_ms=6000)
