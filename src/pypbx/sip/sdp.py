@@ -558,6 +558,12 @@ def _parse_media(value: str) -> MediaDescription:
     )
 
 
+# A dotted quad as ipaddress.IPv4Address accepts it (no leading zeros), at a tenth of its cost:
+# every offer and answer of every call has one.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_RE: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def _parse_connection(value: str) -> str:
     fields = value.split()
     if len(fields) != 3 or fields[0].upper() != "IN" or fields[1].upper() not in ("IP4", "IP6"):
@@ -570,10 +576,8 @@ def _parse_connection(value: str) -> str:
         except ValueError:
             raise SdpError(f"Malformed c= line: invalid IPv6 address {address[:60]!r}") from None
     elif re.fullmatch(r"[0-9.]+", address):
-        try:
-            ipaddress.IPv4Address(address)
-        except ValueError:
-            raise SdpError(f"Malformed c= line: invalid IPv4 address {address[:60]!r}") from None
+        if not _IPV4_RE.fullmatch(address):
+            raise SdpError(f"Malformed c= line: invalid IPv4 address {address[:60]!r}")
     elif not _HOSTNAME_RE.fullmatch(address):
         raise SdpError(f"Malformed c= line: invalid IPv4 address {address[:60]!r}")
     return address

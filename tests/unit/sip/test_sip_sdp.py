@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 
 import pytest
 from hypothesis import given
@@ -560,6 +561,23 @@ def test_malformed_media_level_connection() -> None:
     data = replace_line(SIPP, "a=rtpmap:0", "c=IN IP4 1.2.3\r\na=rtpmap:0")
     with pytest.raises(SdpError, match=r"^Malformed c= line: invalid IPv4 address '1.2.3'$"):
         SessionDescription.parse(data)
+
+
+@pytest.mark.parametrize("octets", ["0", "9", "01", "10", "99", "199", "249", "255", "256", "010"])
+def test_ipv4_connection_addresses_are_checked_as_ipaddress_does(octets: str) -> None:
+    """c= takes a dotted quad exactly when ipaddress.IPv4Address would (no leading zeros)."""
+    for address in (f"{octets}.1.2.3", f"1.{octets}.2.3", f"1.2.3.{octets}"):
+        try:
+            ipaddress.IPv4Address(address)
+            valid = True
+        except ValueError:
+            valid = False
+        data = replace_line(SIPP, "c=IN IP4 127.0.0.1", f"c=IN IP4 {address}")
+        if valid:
+            assert SessionDescription.parse(data).connection == address
+        else:
+            with pytest.raises(SdpError, match="invalid IPv4 address"):
+                SessionDescription.parse(data)
 
 
 def test_missing_version_and_origin() -> None:
