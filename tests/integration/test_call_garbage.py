@@ -7,8 +7,9 @@ gc.DEBUG_SAVEALL from its first line, so everything only the collector could fre
 gc.garbage, and its memory report (SIGUSR1) lists it by type. Calls of several shapes go
 through it (answered and hung up by either side, relayed long enough to move to the relay
 worker, held by a phone and by the API, sent DTMF, cancelled, refused, unroutable; played
-to, recorded, transferred blind and attended between baresip phones), then the report must
-show none of a call's objects once the transactions that outlive a call are gone.
+to, recorded, transferred blind and attended between baresip phones; placed by the Call
+command and run by OzML), then the report must show none of a call's objects once the
+transactions that outlive a call are gone.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from peers.flows import (
     wait_for_state,
 )
 from peers.pbx import PbxProcess
+from peers.webhook import WebServer
 
 CALLER = ("1000", "pw-1000")
 TRANSACTIONS_LINGER = 64 * 0.5 + 2
@@ -134,8 +136,9 @@ def dial(pbx: PbxProcess, a: BaresipPhone, b: BaresipPhone) -> str:
     return next(c["CallId"] for c in found if c["Source"] == a.account.user)
 
 
-def phone_calls(pbx: PbxProcess, make_phone: PhoneFactory) -> None:
-    """Calls between baresip phones: played to, recorded, transferred blind and attended."""
+def phone_calls(pbx: PbxProcess, make_phone: PhoneFactory) -> BaresipPhone:
+    """Calls between baresip phones: played to, recorded, transferred blind and attended.
+    Returns one of the phones, still registered."""
     prompt = pbx.data_dir / "media" / "beep.wav"
     prompt.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(prompt, 0.3 * np.sin(np.arange(8000) * 2 * np.pi * 700 / 8000), 8000)
@@ -167,15 +170,30 @@ def phone_calls(pbx: PbxProcess, make_phone: PhoneFactory) -> None:
     a.hangup()
     c.wait_for_event("CALL_CLOSED", 10)
     no_calls_left(pbx)
+    return b
+
+
+def ozml_call(pbx: PbxProcess, web: WebServer, callee: BaresipPhone) -> None:
+    """The Call command from an API extension, its call run by OzML until the script ends."""
+    pbx.add_api_extension("9994")
+    web.replies["/connected"] = b"<Response><Play>beep.wav</Play></Response>"
+    result = pbx.api(
+        "Call", Dialed=callee.account.user, ApiExtension="9994", Url=web.url("/connected")
+    )
+    assert result.code == 200, result.text
+    web.wait_for("CallConnected")
+    callee.wait_for_event("CALL_CLOSED", 20)
+    no_calls_left(pbx)
 
 
 def test_finished_calls_leave_no_reference_cycles(
-    start_pbx: PbxFactory, sipp: SippFactory, make_phone: PhoneFactory
+    start_pbx: PbxFactory, sipp: SippFactory, make_phone: PhoneFactory, web: WebServer
 ) -> None:
     pbx = start_pbx(keep_cyclic_garbage=True)
     assert garbage_by_type(pbx.memory_report()), "no garbage listed at all: no DEBUG_SAVEALL?"
     sipp_calls(pbx, sipp)
-    phone_calls(pbx, make_phone)
+    callee = phone_calls(pbx, make_phone)
+    ozml_call(pbx, web, callee)
 
     # The transaction layer keeps a finished call's last transactions (and the callbacks
     # into its legs) for 64*T1 = 32 s, to absorb retransmissions: only then is it garbage.
