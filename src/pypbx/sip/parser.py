@@ -20,6 +20,7 @@ from types import MappingProxyType
 
 from pypbx.sip._lex import MAX_LIST_VALUES, PLAIN_PARAM, TOKEN_RE
 from pypbx.sip.errors import SipParseError
+from pypbx.sip.fast_register import parse_plain_register
 from pypbx.sip.headers import KNOWN_NAMES, Headers
 from pypbx.sip.limits import DEFAULT_LIMITS, Limits
 from pypbx.sip.model import Message, Request, Response
@@ -66,12 +67,24 @@ _EXACT_NAMES = MappingProxyType(
 def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Response:
     """Parse one whole message (a UDP datagram, or a frame from ``StreamFramer``).
 
+    A REGISTER of the ordinary shape takes ``parse_plain_register``, which builds the same
+    request or leaves the message to the general parse below.
+
     Leading CRLFs are skipped; CRLF and bare LF line ends are accepted; a missing
     Content-Length means the body is the rest of the datagram, and a datagram that ends right
     after its last header line (no empty line) is taken as complete.  Content-Length is
     consumed (removed from ``headers``) because ``len(body)`` is what ``serialize`` writes.
     Raises ``SipParseError`` and nothing else.
     """
+    if data[:9] == b"REGISTER ":
+        fast = parse_plain_register(data, limits)
+        if fast is not None:
+            return fast
+    return _parse_general(data, limits)
+
+
+def _parse_general(data: bytes, limits: Limits) -> Request | Response:
+    """Every message ``parse_message`` accepts (tests compare it with the fast path)."""
     if len(data) > limits.max_message:
         raise SipParseError("Message too large")
     data = bytes(data).lstrip(b"\r\n")  # bytes() is free for bytes, copies a bytearray
