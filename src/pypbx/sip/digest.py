@@ -49,6 +49,12 @@ _AUTH_PARAM_RE: Final = re.compile(
     r'(?:"([^"\\]*(?:\\[\s\S][^"\\]*)*)"|([^ \t,"]+))[ \t]*(?:,|\Z)'
 )
 _TRAILER_RE: Final = re.compile(r"[ \t,]*")
+# The list as clients usually write it: one comma between parameters, no empty elements, no
+# quoted-pair. Possessive quantifiers keep the whole-list check linear on any input; once it
+# holds, findall reads the pairs in one C-level pass (each search starts at a parameter).
+_SIMPLE_PARAM: Final = rf'[ \t]*+{_TOKEN_CLASS}++[ \t]*+=[ \t]*+(?:"[^"\\]*+"|[^ \t,"]++)[ \t]*+'
+_SIMPLE_LIST_RE: Final = re.compile(rf"{_SIMPLE_PARAM}(?:,{_SIMPLE_PARAM})*+")
+_SIMPLE_PAIR_RE: Final = re.compile(rf'[ \t]*({_TOKEN_CLASS}+)[ \t]*=[ \t]*("[^"\\]*"|[^ \t,"]+)')
 _SCHEME_RE: Final = re.compile(f"{_TOKEN_CLASS}*")
 _QUOTED_PAIR_RE: Final = re.compile(r"\\([\s\S])")
 
@@ -142,6 +148,11 @@ def _parse_digest_header(value: str) -> dict[str, str]:
 
 def _parse_params(text: str, pos: int) -> dict[str, str]:
     """auth-param list: ``name=token`` or ``name="quoted \\"string\\""``, comma separated."""
+    if _SIMPLE_LIST_RE.fullmatch(text, pos) is not None:
+        pairs = _SIMPLE_PAIR_RE.findall(text, pos)
+        params = {name.lower(): value[1:-1] if value[0] == '"' else value for name, value in pairs}
+        if len(params) == len(pairs) <= MAX_PARAMS:
+            return params
     fast = _parse_params_fast(text, pos)
     if fast is not None:
         return fast
@@ -342,7 +353,9 @@ class NonceManager:
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         self.lifetime = lifetime
         self._max_tracked = max_tracked
-        self._counts: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        # nonce -> issue time (ms) << 32 | last count: one int, not a tuple of two, for each
+        # of up to max_tracked nonces (see transaction._Completed on why fewer objects).
+        self._counts: OrderedDict[str, int] = OrderedDict()
         self._watermark_ms = -1
 
     def issue(self, now: float) -> str:
@@ -384,16 +397,15 @@ class NonceManager:
         if tracked is None:
             if issued_ms <= self._watermark_ms:
                 return "stale"
-            tracked = (0, issued_ms)
+            tracked = issued_ms << 32
         else:
             self._counts.move_to_end(nonce)
-        last, issued_ms = tracked
-        if count <= last:
+        if count <= tracked & 0xFFFFFFFF:
             return "replay"
-        self._counts[nonce] = (count, issued_ms)
+        self._counts[nonce] = tracked >> 32 << 32 | count
         if len(self._counts) > self._max_tracked:
-            _, (_, evicted_ms) = self._counts.popitem(last=False)
-            self._watermark_ms = max(self._watermark_ms, evicted_ms)
+            _, evicted = self._counts.popitem(last=False)
+            self._watermark_ms = max(self._watermark_ms, evicted >> 32)
         return "ok"
 
     def _mac(self, body: bytes) -> bytes:

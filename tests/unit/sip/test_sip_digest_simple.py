@@ -1,0 +1,86 @@
+"""The one-pass reading of a plain auth-param list gives what the other two paths give.
+
+``_parse_params`` first tries one possessive whole-list match plus a findall for lists as
+clients usually write them; these tests hold it to the general parser (same dict, or the
+same error from the fallback), and bound its time on large hostile lists.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pypbx.sip.digest import (
+    _SIMPLE_LIST_RE,
+    DigestError,
+    _parse_params,
+    _parse_params_general,
+    parse_credentials,
+)
+
+SIPP = (
+    'Digest username="10001",realm="pypbx",cnonce="00003039",nc=00000001,qop=auth,'
+    'uri="sip:127.0.0.1:5060",nonce="AAABjABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm",'
+    'response="0123456789abcdef0123456789abcdef",algorithm=MD5,'
+    'opaque="0123456789abcdef0123456789abcdef"'
+)
+LISTS = [
+    SIPP,
+    'Digest username="a", realm="r", nonce="n", uri="sip:a@b", response="x"',
+    'Digest  username = "a" ,\trealm=r , nonce=""',
+    'Digest Username="a",REALM="r"',
+    'Digest username="a",username="b"',  # duplicate: the general error
+    'Digest username="a",,realm="r"',  # empty element: tolerated by the other paths
+    'Digest username="a\\"b",realm="r"',  # quoted-pair: the other paths
+    'Digest username="a,b",realm="r=s"',
+    'Digest username="a",realm="r",',
+    'Digest username="a" realm="r"',
+    "Digest username",
+    'Digest username="unterminated',
+    "Digest " + ",".join(f"p{i}=v" for i in range(32)),
+    "Digest " + ",".join(f"p{i}=v" for i in range(33)),  # too many
+]
+
+
+def outcome(parse: object, text: str) -> object:
+    try:
+        return parse(text, 6)  # type: ignore[operator]
+    except DigestError as exc:
+        return ("error", str(exc))
+
+
+@pytest.mark.parametrize("text", LISTS)
+def test_every_path_reads_a_list_alike(text: str) -> None:
+    assert outcome(_parse_params, text) == outcome(_parse_params_general, text)
+
+
+def test_the_usual_list_takes_the_one_pass_reading() -> None:
+    assert _SIMPLE_LIST_RE.fullmatch(SIPP, 6) is not None
+    creds = parse_credentials(SIPP)
+    assert (creds.username, creds.nc, creds.qop, creds.uri) == (
+        "10001",
+        "00000001",
+        "auth",
+        "sip:127.0.0.1:5060",
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet='Digest abc=",\\ \t;:xyz-', max_size=80))
+def test_random_lists_agree_with_the_general_parser(tail: str) -> None:
+    text = "Digest " + tail
+    assert outcome(_parse_params, text) == outcome(_parse_params_general, text)
+
+
+@pytest.mark.parametrize(
+    "unit", ["a", " ", "a=", 'a="', "a=b,", "a=b ", '"', ",", "a=b,,", "a=" + "b" * 40 + " "]
+)
+def test_large_hostile_lists_take_milliseconds(unit: str) -> None:
+    for size in (8000, 12000):
+        text = "Digest " + unit * (size // len(unit)) + "x"
+        start = time.perf_counter()
+        outcome(_parse_params, text)
+        assert time.perf_counter() - start < 0.2, (unit, size)
