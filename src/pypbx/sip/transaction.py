@@ -193,10 +193,21 @@ Event = (
 )
 
 # What is left of a completed non-INVITE server transaction on an unreliable transport:
-# (Timer J deadline, the final response's bytes, where they went, transport). Plain tuples
-# of atoms, keyed by a plain tuple: the collector stops tracking them after one look.
-_Completed = tuple[float, bytes, Addr, str]
-_CompletedKey = tuple[str, str, str, str, int]  # a TransactionKey's fields; compares equal
+# (Timer J deadline, the final response's bytes, host and port they went to, transport),
+# keyed by the transaction key's fields in one string (``_completed_key``). A registration
+# storm keeps tens of thousands of them for 32 s, each object of them a small block that
+# later messages' objects are allocated around, so as few objects as can be: one string
+# where the key was a tuple of five holding two strings of its own, host and port in the
+# entry rather than in a tuple, the deadlines in a deque of their own rather than a
+# (deadline, key) tuple each (6 objects a transaction instead of 11). Atoms only: the
+# collector never tracks them.
+_Completed = tuple[float, bytes, str, int, str]
+_CompletedKey = str
+
+
+def _completed_key(key: TransactionKey) -> _CompletedKey:
+    """One string for a key: parsed header values hold no LF, so the join is unambiguous."""
+    return f"{key.branch}\n{key.sent_by}\n{key.method}\n{key.call_id}\n{key.cseq}"
 
 
 # -- matching and routing helpers -----------------------------------------------------------------
@@ -332,7 +343,8 @@ class TransactionLayer:
         # T1 lowered at run time, an entry could outlive its deadline until those queued
         # before it go: it would answer a retransmission a little longer, nothing worse.)
         self._completed: dict[_CompletedKey, _Completed] = {}
-        self._expiry: deque[tuple[float, _CompletedKey]] = deque()
+        self._expiry: deque[float] = deque()  # deadlines, for the keys below in that order
+        self._expiry_keys: deque[_CompletedKey] = deque()
         self._events: list[Event] = []
         self._heap: list[tuple[float, int, str, Transaction]] = []
         self._tokens = itertools.count()
@@ -352,14 +364,14 @@ class TransactionLayer:
             heapq.heappop(heap)
         deadline = heap[0][0] if heap else None
         if self._expiry:
-            first = self._expiry[0][0]
+            first = self._expiry[0]
             if deadline is None or first < deadline:
                 return first
         return deadline
 
     def handle_timer(self, now: float) -> None:
         expiry = self._expiry
-        if expiry and expiry[0][0] <= now:
+        if expiry and expiry[0] <= now:
             self._expire_completed(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -413,7 +425,7 @@ class TransactionLayer:
         key = _key_for(response, response.cseq[1], server=True)
         txn = self._servers.get(key)
         if txn is None:
-            if key in self._completed:
+            if self._completed and _completed_key(key) in self._completed:
                 log.warning("%s: dropping %d sent after the final response", key, response.status)
                 return
             self._transmit(response, via_destination(via), via.transport.lower())
@@ -437,7 +449,10 @@ class TransactionLayer:
         """Feed one parsed message from the network; malformed ones are logged and dropped."""
         try:
             if isinstance(message, Request):
-                self._receive_request(message, source, transport.lower(), now)
+                # "udp" as the transport gave it, not an equal new string: a completed
+                # transaction keeps it (see _Completed)
+                lower = transport if transport.islower() else transport.lower()
+                self._receive_request(message, source, lower, now)
             else:
                 self._receive_response(message, now)
         except ValueError as exc:  # SipParseError, or a header value unfit to echo
@@ -448,9 +463,11 @@ class TransactionLayer:
     def _expire_completed(self, now: float) -> None:
         """Timer J of the compacted transactions whose deadline has come."""
         expiry = self._expiry
+        keys = self._expiry_keys
         completed = self._completed
-        while expiry and expiry[0][0] <= now:
-            deadline, key = expiry.popleft()
+        while expiry and expiry[0] <= now:
+            deadline = expiry.popleft()
+            key = keys.popleft()
             entry = completed.get(key)
             if entry is not None and entry[0] == deadline:  # not a newer one under the same key
                 del completed[key]
@@ -534,10 +551,10 @@ class TransactionLayer:
         key = _server_key(request)
         txn = self._servers.get(key)
         if txn is None and self._completed:
-            completed = self._completed.get(key)
+            completed = self._completed.get(_completed_key(key))
             if completed is not None:  # a retransmission: the same final again (§17.2.2)
-                _, data, dest, sent_over = completed
-                self._events.append(Retransmit(data, dest, sent_over))
+                _, data, host, port, sent_over = completed
+                self._events.append(Retransmit(data, (host, port), sent_over))
                 return
         if request.method == "ACK":
             self._receive_ack(request, source, transport, txn, now)
@@ -620,13 +637,11 @@ class TransactionLayer:
         txn.state = "completed"
         txn._timers.clear()
         del self._servers[txn.key]
-        # A plain tuple, which the collector stops tracking (a NamedTuple it never does);
-        # equal to the TransactionKey, and hashed the same, so lookups by either work.
-        branch, sent_by, method, call_id, cseq = txn.key
-        key = (branch, sent_by, method, call_id, cseq)
+        key = _completed_key(txn.key)
         deadline = now + 64 * self.t1
-        self._completed[key] = (deadline, data, dest, txn.transport)
-        self._expiry.append((deadline, key))
+        self._completed[key] = (deadline, data, dest[0], dest[1], txn.transport)
+        self._expiry.append(deadline)
+        self._expiry_keys.append(key)
 
     # -- client side ------------------------------------------------------------------------------
 

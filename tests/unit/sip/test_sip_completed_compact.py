@@ -81,6 +81,24 @@ def test_layer_keeps_no_objects_of_a_completed_transaction() -> None:
         assert not gc.is_tracked(key) and not gc.is_tracked(entry)
 
 
+def test_a_completed_transaction_is_a_string_and_a_flat_tuple_of_atoms() -> None:
+    """What a storm keeps for 32 s each: as few objects as can be (see _Completed)."""
+    layer = TransactionLayer()
+    transport = "udp"
+    layer.receive(register(), PHONE, transport, 0.0)
+    [event] = layer.pop_events()
+    assert isinstance(event, RequestReceived)
+    layer.send_response(make_response(event.request, 401, to_tag="t1"), 0.0)
+    layer.pop_events()
+    [(key, entry)] = layer._completed.items()
+    assert key == "z9hG4bK-reg-1\n10.0.0.5:5060\nREGISTER\n\n0"
+    deadline, data, host, port, sent_over = entry
+    assert (deadline, host, port) == (32.0, PHONE[0], PHONE[1])
+    assert data.startswith(b"SIP/2.0 401 ")
+    assert sent_over is transport  # the caller's string, not an equal copy
+    assert list(layer._expiry) == [32.0] and list(layer._expiry_keys) == [key]
+
+
 def test_timer_j_ends_it_silently_at_64_t1() -> None:
     layer = TransactionLayer()
     event = start(layer, 10.0)
