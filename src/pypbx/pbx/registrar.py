@@ -24,6 +24,8 @@ from pypbx.store.store import Store
 log = logging.getLogger(__name__)
 
 MAX_BINDINGS_PER_EXTENSION = 10
+# Contact values remembered parsed (see Registrar._contact); past this many, forgotten at once.
+CONTACT_CACHE_SIZE = 10_000
 
 
 @dataclass(slots=True)
@@ -90,6 +92,7 @@ class Registrar:
         # The credentials each extension registered with, so a change of them can drop phones.
         self.credentials_seen: dict[str, tuple[str, ...]] = {}
         self._date: tuple[int, str] = (-1, "")  # (Unix second, its Date header value)
+        self._contacts: dict[str, tuple[Address, str]] = {}
 
     # ----------------------------------------------------------------- queries
     def bindings(self, extension_id: str) -> list[Binding]:
@@ -194,15 +197,14 @@ class Registrar:
             self._bindings[ext_id] = []
             return list(current), []
         try:
-            contacts = [Address.parse(value) for value in raw_contacts]
+            contacts = [self._contact(value) for value in raw_contacts]
         except SipParseError as exc:
             raise _RegisterError(400, f"Bad Contact: {exc.reason}") from exc
         changed: list[str] = []
         user_agent = request.headers.get("User-Agent") or ""
         expiry = now  # one timedelta per distinct interval, not per contact
         granted = -1
-        for contact in contacts:
-            key = str(contact.uri)
+        for contact, key in contacts:
             expires = self._expires_of(contact, header_expires)
             existing = current.get(key)
             if existing is not None and existing.call_id == call_id and existing.cseq >= cseq:
@@ -227,6 +229,22 @@ class Registrar:
             changed.extend(b.contact for b in evicted if b.contact not in changed)
         self._bindings[ext_id] = bindings
         return changed, list(bindings)
+
+    def _contact(self, value: str) -> tuple[Address, str]:
+        """A Contact value parsed, with its URI as text (the binding's key).
+
+        Remembered by the raw text: a phone re-registers with the very same Contact every
+        interval, so the parse (and the URI's text) need not be made again each time.
+        Addresses are shared read-only views, as a message's are.
+        """
+        cache = self._contacts
+        found = cache.get(value)
+        if found is None:
+            address = Address.parse(value)
+            if len(cache) >= CONTACT_CACHE_SIZE:
+                cache.clear()
+            found = cache[value] = (address, str(address.uri))
+        return found
 
     def _expires_of(self, contact: Address, header_expires: int | None) -> int:
         value = contact.params.get("expires")

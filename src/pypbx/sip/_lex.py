@@ -93,7 +93,7 @@ def _parse_params_general(text: str, what: str) -> dict[str, str | None]:
 
 def format_params(params: dict[str, str | None]) -> str:
     """Serialise a parameter dict back to ``;name[=value]`` form."""
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+    return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params.items()])
 
 
 def parse_port(text: str, what: str) -> int:

@@ -29,6 +29,9 @@ _PLAIN_URI_RE = re.compile(rf"({_SCHEME}):(?:({_USER})@)?({_HOST})(?::([0-9]{{1,
 # The same shape without groups and with ports below 10000, which no range check rejects: a
 # match is sure to be a URI SipURI.parse accepts (the parser vouches for From values with it).
 PLAIN_URI_SHAPE = rf"{_SCHEME}:(?:{_USER}@)?{_HOST}(?::[0-9]{{1,4}})?{_PARAMS}"
+# The same shape with ports of up to five digits captured in its one group: a match is a URI
+# SipURI.parse accepts if that port is absent or below 65536.
+PLAIN_URI_PORT_SHAPE = rf"{_SCHEME}:(?:{_USER}@)?{_HOST}(?::([0-9]{{1,5}}))?{_PARAMS}"
 
 
 @dataclass(slots=True)

@@ -12,7 +12,6 @@ from typing import Any
 
 from pypbx.sip._lex import (
     MAX_LIST_VALUES,
-    format_hostport,
     format_params,
     parse_params,
     split_hostport,
@@ -82,10 +81,14 @@ class Via:
         return cls(transport.upper(), host, port, {"branch": generate_branch(), "rport": None})
 
     def __str__(self) -> str:
-        return (
-            f"SIP/2.0/{self.transport} {format_hostport(self.host, self.port)}"
-            f"{format_params(self.params)}"
-        )
+        # format_hostport inlined: every response to a request from behind NAT (rport)
+        # writes one, and the two calls were a third of it
+        host = self.host
+        if ":" in host:
+            host = f"[{host}]"
+        if self.port is not None:
+            host = f"{host}:{self.port}"
+        return f"SIP/2.0/{self.transport} {host}{format_params(self.params)}"
 
     @property
     def branch(self) -> str | None:

@@ -214,3 +214,34 @@ def test_date_is_formatted_once_a_second(store: Store) -> None:
     assert first == "Fri, 27 Nov 2026 23:59:59 GMT"
     assert registrar._http_date(moment + timedelta(microseconds=999_000)) is first
     assert registrar._http_date(moment + timedelta(seconds=1)) == "Sat, 28 Nov 2026 00:00:00 GMT"
+
+
+async def test_a_refresh_with_the_same_contact_text_reuses_its_parse(store: Store) -> None:
+    registrar, stack = make_registrar(store)
+    value = "<sip:1000@192.0.2.20:5062;transport=UDP>;expires=120"
+    await registrar.handle(register(1, [value]))
+    cached = registrar._contacts[value]
+    assert cached[1] == "sip:1000@192.0.2.20:5062;transport=UDP"
+    await registrar.handle(register(2, [value]))
+    assert registrar._contacts[value] is cached
+    assert [r.status for r in stack.sent] == [200, 200]
+    (binding,) = registrar.bindings("1000")
+    assert binding.contact == cached[1] and binding.cseq == 2
+    assert stack.sent[1].headers.get("Contact", "").endswith(";expires=120")
+
+
+async def test_a_bad_contact_is_refused_every_time_and_never_remembered(store: Store) -> None:
+    registrar, stack = make_registrar(store)
+    for cseq in (1, 2):
+        await registrar.handle(register(cseq, ["<sip:1000@[::1>"]))
+    assert [(r.status, r.reason) for r in stack.sent] == [(400, "Bad Contact: Bad address")] * 2
+    assert registrar._contacts == {}
+
+
+async def test_the_contact_memory_is_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pypbx.pbx.registrar.CONTACT_CACHE_SIZE", 2)
+    registrar, stack = make_registrar(store)
+    for cseq in range(1, 6):
+        await registrar.handle(register(cseq, [f"sip:1000@192.0.2.{cseq}:5062"]))
+    assert len(registrar._contacts) <= 2
+    assert all(r.status == 200 for r in stack.sent)
