@@ -77,6 +77,7 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._extensions = _ExtensionCache()
+        self._loading: asyncio.Future[None] | None = None  # a full load under way
         self._history_text_index: bool | None = None  # see query_history
         # Calls queue their history rows here; every history read below flushes it first.
         self.history = HistoryWriter(self)
@@ -174,15 +175,20 @@ class Store:
         try:
             await self._write(sa.insert(extensions).values(rows.extension_values(ext)))
         except IntegrityError as exc:
-            raise AlreadyExistsError(f"extension {ext.id!r} already exists") from exc
-        finally:
             self._extensions.invalidate()
+            raise AlreadyExistsError(f"extension {ext.id!r} already exists") from exc
+        except BaseException:
+            self._extensions.invalidate()
+            raise
         self.registrations.forget(ext.id)  # queued for an earlier extension of that id
+        await self._changed_extension(ext.id)
 
     async def get_extension(self, ext_id: str) -> ExtensionRecord | None:
         hit, cached = self._extensions.get(("id", ext_id))
         if hit or self._extensions.complete:
             return cached
+        if await self._joined_load():
+            return self._extensions.get(("id", ext_id))[1]
         stamp = self._extensions.stamp
         found = await self._read(sa.select(extensions).where(extensions.c.id == ext_id))
         record = self._with_runtime(rows.extension_from_row(found[0])) if found else None
@@ -200,7 +206,7 @@ class Store:
         hit, cached = self._extensions.get(("auth", name))
         if hit or self._extensions.complete:
             return cached
-        if await self._load_all_extensions():
+        if await self._joined_load() or await self._load_all_extensions():
             return self._extensions.get(("auth", name))[1]
         stamp = self._extensions.stamp
         c = extensions.c
@@ -219,22 +225,63 @@ class Store:
         record = self._with_runtime(rows.extension_from_row(found[0])) if found else None
         return self._extensions.put(("auth", name), record, stamp)
 
+    async def load_extensions(self) -> bool:
+        """Fill the extension cache now (at start-up: the first registration storm after a
+        restart then finds every extension in memory); False if a change raced with it."""
+        self._extensions.loaded_at = float("-inf")
+        return await self._load_all_extensions()
+
+    async def _joined_load(self) -> bool:
+        """Wait for a full load under way, if any; True if the cache is complete after it.
+
+        Why: in a registration storm right after extensions were added, every REGISTER
+        misses the cache until the full load ends. Each used to send a query of its own
+        meanwhile, and hundreds of them queued for the pool's connections behind the load
+        itself: answers took seconds (phones retransmitted) and CPU per registration rose
+        by half. One query serves them all now.
+        """
+        loading = self._loading
+        if loading is None:
+            return False
+        await asyncio.shield(loading)
+        return self._extensions.complete
+
+    def cached_extension_by_auth_name(self, name: str) -> tuple[bool, ExtensionRecord | None]:
+        """`find_extension_by_auth_name` from memory only: (known, record); known is False
+        when only the database can tell. Why: a REGISTER answered without awaiting needs no
+        task of its own. The record is the cache's own, NOT a copy: read it, never change it.
+        """
+        if not name:
+            return True, None
+        cache = self._extensions
+        hit, found = cache.peek(("auth", name))
+        return (True, found) if hit else (cache.complete, None)
+
     async def _load_all_extensions(self) -> bool:
         """Fill the cache with every extension, so lookups never query; False if not now.
 
         After a change it is worth it only if lookups come faster than changes: a reload
         is at most once per `_RELOAD_INTERVAL` (single lookups query meanwhile), so
         adding a thousand extensions one by one never reloads the table a thousand times.
+        Lookups that miss while the load is under way wait for it (`_joined_load`).
         """
         cache = self._extensions
         now = time.monotonic()
+        if self._loading is not None:
+            return await self._joined_load()
         if now - cache.loaded_at < _RELOAD_INTERVAL:
             return False
         cache.loaded_at = now
-        generation = cache.begin_load()
-        found = await self._read(sa.select(extensions))
-        records = [self._with_runtime(rows.extension_from_row(row)) for row in found]
-        return cache.fill(records, generation)
+        loaded = asyncio.get_running_loop().create_future()
+        self._loading = loaded
+        try:
+            generation = cache.begin_load()
+            found = await self._read(sa.select(extensions))
+            records = [self._with_runtime(rows.extension_from_row(row)) for row in found]
+            return cache.fill(records, generation)
+        finally:
+            self._loading = None
+            loaded.set_result(None)
 
     def _with_runtime(self, record: ExtensionRecord) -> ExtensionRecord:
         """The record with runtime info still queued for writing (the API shows it)."""
@@ -255,17 +302,48 @@ class Store:
             .where(extensions.c.id == ext.id)
             .values(**rows.extension_config_values(ext), updated_at=utcnow())
         )
-        changed = await self._write(statement)
-        self._extensions.invalidate()
+        try:
+            changed = await self._write(statement)
+        except BaseException:
+            self._extensions.invalidate()
+            raise
+        await self._changed_extension(ext.id)
         if changed == 0:
             raise NotFoundError(f"extension {ext.id!r} does not exist")
 
     async def remove_extension(self, ext_id: str) -> bool:
         """Delete (its bindings go with it); False if there was no such extension."""
         self.registrations.forget(ext_id)
-        removed = await self._write(sa.delete(extensions).where(extensions.c.id == ext_id))
-        self._extensions.invalidate()
+        try:
+            removed = await self._write(sa.delete(extensions).where(extensions.c.id == ext_id))
+        except BaseException:
+            self._extensions.invalidate()
+            raise
+        await self._changed_extension(ext_id)
         return removed > 0
+
+    async def _changed_extension(self, ext_id: str) -> None:
+        """After a write to one extension: the cache forgets it at once (the change holds
+        for the very next lookup), then takes its row back, read afresh, and is complete
+        again. Why not start over: a full reload is allowed only every `_RELOAD_INTERVAL`,
+        and until then every REGISTER of a storm would send a query of its own (seconds
+        of queueing for the pool; phones retransmit).
+        """
+        cache = self._extensions
+        token = cache.begin_change(ext_id)
+        if token is None:
+            return
+        done = False
+        try:
+            found = await self._read(sa.select(extensions).where(extensions.c.id == ext_id))
+            record = self._with_runtime(rows.extension_from_row(found[0])) if found else None
+            cache.end_change(ext_id, record, token)
+            done = True
+        except Exception:
+            logger.warning("re-reading extension %s failed: lookups query for now", ext_id)
+        finally:
+            if not done:
+                cache.invalidate()
 
     @property
     def extensions_generation(self) -> int:
@@ -687,6 +765,14 @@ class _ExtensionCache:
         self.complete = False  # every extension is in: a miss means "no such extension"
         self.loaded_at = float("-inf")  # time.monotonic() of the last full load
         self._patched: dict[str, tuple[str, str]] | None = None  # runtime during a load
+        self._clears = 0  # times emptied: a change under way must not complete a cleared cache
+
+    def peek(self, key: tuple[str, str]) -> tuple[bool, ExtensionRecord | None]:
+        """`get` without the copy: the cached record itself, to be read only."""
+        entries = self._entries
+        if key in entries:
+            return True, entries[key]
+        return False, None
 
     def get(self, key: tuple[str, str]) -> tuple[bool, ExtensionRecord | None]:
         if key not in self._entries:
@@ -717,9 +803,7 @@ class _ExtensionCache:
         for record in records:
             if record.id in patched:
                 record.last_ip, record.user_agent = patched[record.id]
-        # the auth name precedence of find_extension_by_auth_name: an explicit
-        # authorization name first, then the lowest id
-        for record in sorted(records, key=lambda r: (r.authorization_name == "", r.id)):
+        for record in sorted(records, key=_auth_precedence):
             self._store(("id", record.id), record)
             name = record.authorization_name or record.username
             if name and ("auth", name) not in self._entries:
@@ -741,6 +825,50 @@ class _ExtensionCache:
         self.generation += 1
         self.stamp += 1
 
+    def begin_change(self, ext_id: str) -> _Change | None:
+        """One extension was written: forget it now; None if the cache was not complete
+        (then it is simply emptied), else what `end_change` needs to complete it again."""
+        self.generation += 1
+        self.stamp += 1
+        if not self.complete:
+            self._clear()
+            return None
+        old = self._entries.pop(("id", ext_id), None)
+        names = {_auth_key(old)} if old is not None else set()
+        for name in names:
+            self._entries.pop(("auth", name), None)
+        self.complete = False  # lookups of its names query meanwhile
+        return _Change(self.generation, self._clears, names)
+
+    def end_change(self, ext_id: str, record: ExtensionRecord | None, change: _Change) -> None:
+        """Put the extension's fresh row back (None: it is gone) and settle which record
+        each of its old and new names now finds, as `fill` would; complete again unless
+        another change or a clear came meanwhile (then the cache is emptied)."""
+        if (
+            change.generation != self.generation
+            or change.clears != self._clears
+            or len(self._entries) + 2 > self.MAX_ENTRIES
+        ):
+            self._clear()
+            return
+        names = set(change.names)
+        if record is not None:
+            self._store(("id", ext_id), record)
+            names.add(_auth_key(record))
+        names.discard("")
+        by_id = [r for (kind, _), r in self._entries.items() if kind == "id" and r is not None]
+        for name in names:
+            self._entries.pop(("auth", name), None)
+            candidates = [
+                r
+                for r in by_id
+                if r.authorization_name == name or (not r.authorization_name and r.username == name)
+            ]
+            if candidates:
+                winner = min(candidates, key=_auth_precedence)
+                self._store(("auth", name), winner)
+        self.complete = True
+
     def _store(self, key: tuple[str, str], record: ExtensionRecord | None) -> None:
         self._entries[key] = record
         if record is not None:
@@ -750,6 +878,27 @@ class _ExtensionCache:
         self._entries.clear()
         self._keys.clear()
         self.complete = False
+        self._clears += 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Change:
+    """A change of one extension under way (see `_ExtensionCache.begin_change`)."""
+
+    generation: int
+    clears: int
+    names: set[str]
+
+
+def _auth_precedence(record: ExtensionRecord) -> tuple[bool, str]:
+    """Which record a name finds when several could: the ORDER BY of
+    find_extension_by_auth_name (an explicit authorization name first, then the lowest id)."""
+    return (record.authorization_name == "", record.id)
+
+
+def _auth_key(record: ExtensionRecord) -> str:
+    """The name a record is found by in `find_extension_by_auth_name` ('' for none)."""
+    return record.authorization_name or record.username
 
 
 def _copy(record: ExtensionRecord | None) -> ExtensionRecord | None:
