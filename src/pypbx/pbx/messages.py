@@ -466,6 +466,11 @@ class MessageRouter:
         if worker is not None:
             await asyncio.shield(worker)
 
+    @property
+    def waiting(self) -> bool:
+        """Messages may wait for some phone to register (after_register has work to do)."""
+        return bool(self._maybe_pending)
+
     async def after_register(self, event: RequestReceived) -> None:
         """Wake delivery for the extension a REGISTER bound, once the registrar answered it
         200 (the To user is the extension's id, username or authorization name)."""
