@@ -1,6 +1,8 @@
-"""Digest nonces as SipAuthenticator answers them: a replayed nonce count and an expired
-nonce are re-challenged with stale=true (never accepted), a nonce we never issued is a
-failed login (403, counted towards a ban)."""
+"""SipAuthenticator. Digest nonces: a replayed nonce count and an expired nonce are
+re-challenged with stale=true (never accepted), a nonce we never issued is a failed login
+(403, counted towards a ban). `authenticate_cached`: the same answers from the store's cache
+without awaiting, and None (nothing decided, nothing counted) when only the database knows
+the name. The HA1 of plain-password extensions, remembered per password."""
 
 from __future__ import annotations
 
@@ -23,13 +25,25 @@ PASSWORD = "pw-1000"
 
 
 class FakeStore:
+    """Knows extension 1000; `cached` says whether its cache holds it, `complete` whether a
+    name the cache lacks is known to be absent."""
+
     def __init__(self) -> None:
         self.extension = ExtensionRecord(
             "1000", "SIP", username="1000", authorization_name="1000", password=PASSWORD
         )
+        self.cached = True
+        self.complete = True
+        self.lookups = 0
 
     async def find_extension_by_auth_name(self, name: str) -> ExtensionRecord | None:
+        self.lookups += 1
         return self.extension if name == "1000" else None
+
+    def cached_extension_by_auth_name(self, name: str) -> tuple[bool, ExtensionRecord | None]:
+        if name == "1000" and self.cached:
+            return True, self.extension
+        return self.complete, None
 
 
 class Clock:
@@ -48,9 +62,14 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 @pytest.fixture
-def auth() -> SipAuthenticator:
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def auth(store: FakeStore) -> SipAuthenticator:
     verifier = DigestVerifier(REALM, NonceManager(b"k" * 32, lifetime=300.0), ("MD5",))
-    authenticator = SipAuthenticator(REALM, verifier, cast(Store, FakeStore()))
+    authenticator = SipAuthenticator(REALM, verifier, cast(Store, store))
     authenticator.bans = FailureBans(max_failures=3, ignore=())
     return authenticator
 
@@ -73,12 +92,14 @@ def register(cseq: int, authorization: str | None = None) -> Request:
     return message
 
 
-def answer(challenge: Response, *, nc: int = 1, password: str = PASSWORD) -> str:
+def answer(
+    challenge: Response, *, nc: int = 1, password: str = PASSWORD, user: str = "1000"
+) -> str:
     value = challenge.headers.get("WWW-Authenticate")
     assert value is not None, challenge
     return build_authorization(
         value,
-        username="1000",
+        username=user,
         password=password,
         method="REGISTER",
         uri="sip:127.0.0.1",
@@ -163,3 +184,77 @@ def _as_challenge(value: str) -> Response:
     response = Response(401)
     response.headers.add("WWW-Authenticate", value)
     return response
+
+
+# ---------------------------------------------------------------- authenticate_cached
+def cached_challenge(auth: SipAuthenticator) -> Response:
+    result = auth.authenticate_cached(register(1), proxy=False)
+    assert result is not None and result.response is not None
+    assert result.response.status == 401
+    return result.response
+
+
+def test_a_cached_extension_is_authenticated_without_awaiting(
+    auth: SipAuthenticator, store: FakeStore
+) -> None:
+    result = auth.authenticate_cached(register(2, answer(cached_challenge(auth))), proxy=False)
+    assert result is not None and result.response is None
+    assert result.extension is store.extension  # the cache's own record, not a copy
+    assert store.lookups == 0
+
+
+def test_a_name_only_the_database_knows_is_left_to_authenticate(
+    auth: SipAuthenticator, store: FakeStore
+) -> None:
+    store.cached = store.complete = False
+    request = register(2, answer(cached_challenge(auth), password="wrong"))
+    assert auth.authenticate_cached(request, proxy=False) is None
+    assert not auth.bans.banned(SOURCE, 0.0)  # nothing counted: authenticate decides
+
+
+def test_unknown_and_wrong_password_get_the_same_403_and_count(auth: SipAuthenticator) -> None:
+    attempts = [
+        register(2, answer(cached_challenge(auth), user="9999")),
+        register(3, answer(cached_challenge(auth), password="nope")),
+        register(4, answer(cached_challenge(auth), user="9998")),
+    ]
+    for request in attempts:
+        result = auth.authenticate_cached(request, proxy=False)
+        assert result is not None and result.extension is None
+        assert result.response is not None
+        assert (result.response.status, result.response.reason) == (403, "Forbidden")
+    assert auth.bans.banned(SOURCE, 0.0)  # three failures: the limit of this fixture
+
+
+def test_a_replayed_nonce_count_is_rechallenged_from_the_cache_too(
+    auth: SipAuthenticator,
+) -> None:
+    authorization = answer(cached_challenge(auth))
+    first = auth.authenticate_cached(register(2, authorization), proxy=False)
+    assert first is not None and first.extension is not None
+    again = auth.authenticate_cached(register(3, authorization), proxy=False)
+    assert again is not None and again.extension is None
+    assert stale(again.response)
+
+
+def test_a_disabled_extension_fails_like_an_unknown_one(
+    auth: SipAuthenticator, store: FakeStore
+) -> None:
+    store.extension.enabled = False
+    result = auth.authenticate_cached(register(2, answer(cached_challenge(auth))), proxy=False)
+    assert result is not None and result.response is not None
+    assert result.response.status == 403
+
+
+async def test_a_changed_password_takes_effect_despite_the_remembered_ha1(
+    auth: SipAuthenticator, store: FakeStore
+) -> None:
+    ok = await auth.authenticate(register(2, answer(await challenge(auth))), proxy=False)
+    assert ok.extension is not None
+    store.extension.password = "pw-2"
+    old = await auth.authenticate(register(3, answer(await challenge(auth))), proxy=False)
+    assert old.extension is None
+    new = await auth.authenticate(
+        register(4, answer(await challenge(auth), password="pw-2")), proxy=False
+    )
+    assert new.extension is not None
