@@ -118,7 +118,8 @@ def _views(request: Request, first: dict[str, str]) -> bool:
     cache["CSeq"] = (cseq_text, cseq)
     if cseq[1] != "REGISTER" or " " in first["call-id"]:
         return False
-    max_forwards = first.get("max-forwards")
-    return max_forwards is None or (
-        max_forwards.isascii() and max_forwards.isdigit() and len(max_forwards) <= 10
-    )
+    try:
+        request.max_forwards  # noqa: B018  (the general parser's own check)
+    except SipParseError:
+        return False
+    return True
