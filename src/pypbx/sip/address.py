@@ -7,11 +7,13 @@ after the URI belong to the header, not to the URI (§20.10).  Parsing both into
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pypbx.sip._lex import (
     MAX_LIST_VALUES,
+    PLAIN_PARAM,
     format_params,
     parse_params,
     quote,
@@ -20,7 +22,17 @@ from pypbx.sip._lex import (
     unquote,
 )
 from pypbx.sip.errors import SipParseError
-from pypbx.sip.uri import SipURI
+from pypbx.sip.uri import PLAIN_URI_SHAPE, SipURI
+
+# <plain URI> and plain parameters, no display name: a value of this shape (within the
+# parameter count limit) is sure to be one Address.parse accepts.
+_PLAIN_NAME_ADDR_RE = re.compile(f"<{PLAIN_URI_SHAPE}>{PLAIN_PARAM}*")
+
+
+def plain_name_addr(value: str) -> bool:
+    """True if ``Address.parse`` accepts ``value`` without a doubt. Why: the parsers check
+    From only this far, and parse it when something reads it (most requests never do)."""
+    return _PLAIN_NAME_ADDR_RE.fullmatch(value) is not None and value.count(";") <= MAX_LIST_VALUES
 
 
 @dataclass(slots=True)

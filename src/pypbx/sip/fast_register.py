@@ -18,12 +18,12 @@ import re
 from types import MappingProxyType
 
 from pypbx.sip._lex import MAX_LIST_VALUES, PLAIN_PARAM
-from pypbx.sip.address import Address
+from pypbx.sip.address import Address, plain_name_addr
 from pypbx.sip.errors import SipParseError
 from pypbx.sip.headers import KNOWN_NAMES, Headers
 from pypbx.sip.limits import Limits
 from pypbx.sip.model import Request, parse_cseq
-from pypbx.sip.uri import PLAIN_URI_PORT_SHAPE, PLAIN_URI_SHAPE, SipURI
+from pypbx.sip.uri import PLAIN_URI_PORT_SHAPE, SipURI
 from pypbx.sip.via import Via
 
 # Start line, header lines "Name: value" (a value starts and ends with a visible character,
@@ -32,9 +32,8 @@ _REGISTER_RE = re.compile(
     rb"REGISTER ([\x21-\x7e]+) SIP/2\.0\r\n"
     rb"((?:[A-Za-z][A-Za-z0-9\-]*: [\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?\r\n)+)\r\n"
 )
-# A From the general parser vouches for without building it (see parser._PLAIN_FROM_RE),
-# and the same shape with a port above 9999, which Address.parse accepts when below 65536.
-_PLAIN_FROM_RE = re.compile(f"<{PLAIN_URI_SHAPE}>{PLAIN_PARAM}*")
+# The shape of a From the general parser vouches for without building it (plain_name_addr)
+# with a port above 9999, which Address.parse accepts when below 65536.
 _PORTED_FROM_RE = re.compile(f"<{PLAIN_URI_PORT_SHAPE}>{PLAIN_PARAM}*")
 # The header names of the usual spellings -> (lookup key, canonical name).
 _EXACT_NAMES = MappingProxyType(
@@ -105,7 +104,7 @@ def _views(request: Request, first: dict[str, str]) -> bool:
     try:
         cache["Via"] = (via, Via.parse(via))
         from_ = first["from"]
-        if _PLAIN_FROM_RE.fullmatch(from_) is None or from_.count(";") > MAX_LIST_VALUES:
+        if not plain_name_addr(from_):
             ported = _PORTED_FROM_RE.fullmatch(from_)
             if ported is None or int(ported[1] or 0) > 65535 or from_.count(";") > MAX_LIST_VALUES:
                 cache["From"] = (from_, Address.parse(from_, "From"))

@@ -18,13 +18,14 @@ from __future__ import annotations
 import re
 from types import MappingProxyType
 
-from pypbx.sip._lex import MAX_LIST_VALUES, PLAIN_PARAM, TOKEN_RE
+from pypbx.sip._lex import MAX_LIST_VALUES, TOKEN_RE
+from pypbx.sip.address import plain_name_addr
 from pypbx.sip.errors import SipParseError
 from pypbx.sip.fast_register import parse_plain_register
 from pypbx.sip.headers import KNOWN_NAMES, Headers
 from pypbx.sip.limits import DEFAULT_LIMITS, Limits
 from pypbx.sip.model import Message, Request, Response
-from pypbx.sip.uri import PLAIN_URI_SHAPE, SipURI
+from pypbx.sip.uri import SipURI
 
 # The end of the header section, found from its second-to-last LF: a leading "\r?" in the
 # pattern would make the search try a match at every byte, ten times slower.
@@ -51,7 +52,6 @@ _PLAIN_VIA_RE = re.compile(
 # plain ones parse_params takes, so Address.parse is sure to accept it.  Nothing on most
 # requests' way reads From (it is copied into responses as text), so a match spares building
 # it just to check it; it is parsed on first use, as any view.
-_PLAIN_FROM_RE = re.compile(f"<{PLAIN_URI_SHAPE}>{PLAIN_PARAM}*")
 _FOREIGN_VERSION = "Unsupported SIP version"
 # Header names exactly as most peers write them (lowercase, compact, canonical) -> what
 # KNOWN_NAMES gives for them, so the usual header line needs no rstrip() and lower().
@@ -244,17 +244,12 @@ def _check_core(message: Message) -> None:
             raise SipParseError(f"Duplicate {name}")
     # Each property parses, caches for later callers, or raises "Bad <header>".
     message.top_via  # noqa: B018
-    if not _plain_from(message.headers._first_values()["from"]):
+    if not plain_name_addr(message.headers._first_values()["from"]):
         message.from_addr  # noqa: B018
     message.to_addr  # noqa: B018
     if len(message.call_id.split()) != 1:
         raise SipParseError("Bad Call-ID")
     message.cseq  # noqa: B018
-
-
-def _plain_from(value: str) -> bool:
-    """True if ``value`` is a From that ``Address.parse`` accepts without a doubt."""
-    return _PLAIN_FROM_RE.fullmatch(value) is not None and value.count(";") <= MAX_LIST_VALUES
 
 
 def _check_request(

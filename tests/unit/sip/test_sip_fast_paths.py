@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 
 from pypbx.sip._lex import _parse_params_general as general_params
 from pypbx.sip._lex import parse_params
-from pypbx.sip.address import Address
+from pypbx.sip.address import Address, plain_name_addr
 from pypbx.sip.digest import DigestError, _parse_params_fast
 from pypbx.sip.digest import _parse_params_general as general_auth_params
 from pypbx.sip.errors import SipParseError
-from pypbx.sip.parser import _plain_from, parse_message
+from pypbx.sip.parser import parse_message
 from pypbx.sip.uri import SipURI
 from pypbx.sip.via import Via
 
@@ -204,19 +204,19 @@ def _parsed(text: str) -> object:
 
 @pytest.mark.parametrize("text", FROMS)
 def test_a_from_vouched_for_always_parses(text: str) -> None:
-    if _plain_from(text):
+    if plain_name_addr(text):
         assert isinstance(_parsed(text), Address)
 
 
 def test_the_usual_from_is_vouched_for() -> None:
-    assert _plain_from(FROMS[0]) and _plain_from(FROMS[2])
-    assert not _plain_from(FROMS[5]) and not _plain_from(FROMS[11])
+    assert plain_name_addr(FROMS[0]) and plain_name_addr(FROMS[2])
+    assert not plain_name_addr(FROMS[5]) and not plain_name_addr(FROMS[11])
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.text(ALPHABET, max_size=40).map(lambda tail: "<sip:" + tail))
 def test_a_from_vouched_for_always_parses_fuzzed(text: str) -> None:
-    if _plain_from(text):
+    if plain_name_addr(text):
         assert isinstance(_parsed(text), Address)
 
 
