@@ -179,6 +179,7 @@ async def serve(settings: Settings) -> None:
         await ensure_admin(store, settings.admin_password)
         await _run(settings, store)
     finally:
+        log.debug("shutting down: store")
         await store.close()
 
 
@@ -275,8 +276,13 @@ async def _run(settings: Settings, store: Store) -> None:
         await asyncio.Event().wait()
     finally:
         log.info("shutting down: hanging up %d active calls", len(pbx.b2bua.calls))
-        await pbx.stop()
-        await notifier.close()
-        await resolver.close()
-        await runner.cleanup()
-        await media.close()
+        # one stage at a time, each logged: a shutdown that hangs says where
+        for stage, close in (
+            ("calls and SIP", pbx.stop),
+            ("notifications", notifier.close),
+            ("resolver", resolver.close),
+            ("HTTP API", runner.cleanup),
+            ("media", media.close),
+        ):
+            log.debug("shutting down: %s", stage)
+            await close()

@@ -222,6 +222,7 @@ class Pbx:
             await self.agent.stop()
         await self.lines.stop()
         if self._tasks:
+            log.debug("shutting down: waiting for %d request tasks", len(self._tasks))
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.sleep(0.2)  # let the BYEs leave before the sockets close
         if self._expiry is not None:
@@ -230,6 +231,7 @@ class Pbx:
             await self.messages.close()
         if self.smpp is not None:
             await self.smpp.stop()
+        log.debug("shutting down: SIP transports")
         await self.stack.stop()
 
     # ----------------------------------------------------------------- SIP input
