@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pypbx.media.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW
 from pypbx.media.rtcp import RtcpError, rewrite_rtcp
@@ -27,7 +27,7 @@ from pypbx.media.rtcp import RtcpError, rewrite_rtcp
 if TYPE_CHECKING:
     from pypbx.media.endpoint import RtpEndpoint
 
-__all__ = ["Bridge", "CodecSpec", "RelayDirection"]
+__all__ = ["Bridge", "CodecSpec", "RelayDirection", "SteadyRelay"]
 
 _log = logging.getLogger(__name__)
 
@@ -60,6 +60,17 @@ class CodecSpec:
     @property
     def clock_rate(self) -> int:
         return 8000
+
+
+class SteadyRelay(NamedTuple):
+    """A settled direction's rewrite of plain audio packets (see `RelayDirection.steady`)."""
+
+    audio_in: int  # payload type of the source's audio
+    audio_out: int  # ... and of the sink's
+    ssrc: int  # the source's SSRC the offsets belong to
+    sequence_offset: int
+    timestamp_offset: int
+    table: bytes | None  # law translation, None when both legs use the same law
 
 
 def _translation(source: CodecSpec, sink: CodecSpec) -> bytes | None:
@@ -127,8 +138,31 @@ class RelayDirection:
         """The SSRC the source phone sends with, once a packet has been relayed."""
         return self._in_ssrc
 
+    def steady(self) -> SteadyRelay | None:
+        """What `relay` does to the next audio packet from the current SSRC, if it is settled.
+
+        Settled: not paused, and the sink's stream already continues this SSRC, so no
+        handover is due and such a packet only gets the fixed rewrite returned here. The
+        relay worker uses it to take a shortcut for the plain packet (no padding, extension
+        or CSRCs) that is nearly every packet of a call; anything else takes `relay`.
+        """
+        if self._paused or self._in_ssrc is None or self.sink.output.writer is not self:
+            return None
+        return SteadyRelay(
+            self._audio_in,
+            self._audio_out,
+            self._in_ssrc,
+            self._seq_offset,
+            self._ts_offset,
+            self._table,
+        )
+
     def relay(self, endpoint: RtpEndpoint, data: bytes) -> None:
-        """`on_packet` handler of the source endpoint (which has checked length and version)."""
+        """`on_packet` handler of the source endpoint (which has checked length and version).
+
+        The relay worker repeats the rewrite of a plain audio packet inline (`steady`): keep
+        the two in step (test_relay_worker_shortcut.py compares them).
+        """
         if self._paused:
             self._in_ssrc = None  # resume with a handover: no sequence gap, marker set
             return

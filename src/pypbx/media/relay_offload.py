@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from pypbx.media.bridge import Bridge, CodecSpec, RelayDirection
 from pypbx.media.endpoint import EndpointCounters, RelayHandover, RtpEndpoint
 from pypbx.media.relay_wire import LegSetup, LegState, WireError, decode, encode_control
+from pypbx.media.udp_peer import disconnect
 
 if TYPE_CHECKING:
     from pypbx.media.endpoint import MediaManager
@@ -230,6 +231,7 @@ class RelayOffloader:
             )
         for endpoint in (a, b):
             if not endpoint.closed:
+                _take_from_anyone(endpoint)
                 endpoint.resume_reading()
 
     # -- the worker process ------------------------------------------------------------------
@@ -428,6 +430,21 @@ def _final_states(control: dict[str, Any]) -> tuple[LegState, LegState] | None:
         log.error("relay worker: bad final state: %s", exc)
         return None
     return first, second
+
+
+def _take_from_anyone(endpoint: RtpEndpoint) -> None:
+    """Undo the worker's `connect` of the socket (shared with pypbx): the latch decides again.
+
+    The worker undoes it itself when it hands a bridge back; this covers a worker that died
+    with the bridge (and is a no-op otherwise).
+    """
+    sock = endpoint.rtp_socket
+    if sock is None:
+        return
+    try:
+        disconnect(sock, sock.getsockname())
+    except OSError as exc:
+        log.error("relay worker: RTP port %d stays connected: %s", endpoint.local_port, exc)
 
 
 def _continue(

@@ -10,6 +10,15 @@ had reached; the packet logic is the very same `RelayDirection` and `Latch` pypb
 by `_Leg`, which stands in for `RtpEndpoint`. The worker exits when pypbx's end of the
 control socket closes, so it never outlives pypbx.
 
+Two shortcuts, because at a few hundred calls the Python per packet is what limits a core:
+- A leg's socket is connected to its latched phone while the phone sends (`udp_peer`): the
+  kernel then filters other sources and neither side of a packet carries an address. When
+  the phone has been silent for the latch's quiet period, the socket is disconnected, so a
+  new source can latch as `Latch` allows.
+- The plain audio packet (no padding, extension or CSRCs) from a connected phone, in a
+  direction that `RelayDirection.steady` calls settled, is rewritten inline in `_pump`;
+  every other packet takes the long way (`_take`, `RelayDirection.relay`).
+
     python -m pypbx.media.relay_worker CONTROL_FD
 """
 
@@ -20,6 +29,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +46,7 @@ from pypbx.media.relay_wire import (
     encode_packet,
 )
 from pypbx.media.stream import RtpOutputStream
+from pypbx.media.udp_peer import disconnect
 
 if TYPE_CHECKING:
     from pypbx.media.endpoint import RtpEndpoint
@@ -44,17 +55,26 @@ log = logging.getLogger("pypbx.media.relay_worker")
 
 STATS_PERIOD = 1.0  # how often pypbx hears counters and last-packet times (its RTP watchdog)
 STATS_CHUNK = 100  # bridges per stats message: each message must fit the socket buffer
+QUIET_CHECK_PERIOD = 0.1  # how often silent phones' sockets are disconnected (re-latching)
 _BATCH = 128  # events per poll (about 3 ms of packets at most)
 _MAX_DATAGRAM = 2048
 _MAX_CONTROL = 65536
+# Bytes 2-11 of the RTP header (sequence, timestamp, SSRC), and 1-11 (marker and payload
+# type first): as in `bridge`, whose rewrite the shortcut in `_pump` repeats.
+_SEQ_TS_SSRC = struct.Struct("!HII")
+_MPT_SEQ_TS_SSRC = struct.Struct("!BHII")
+_NO_SHORTCUT = -1  # `_Leg.steady_type` while the shortcut is off: no payload type matches
 
 
 class _Leg:
     """One handed-over RTP socket, with the attributes `RelayDirection.relay` uses."""
 
     __slots__ = (
+        "bound",
         "bytes_in",
         "bytes_out",
+        "can_connect",
+        "connected",
         "direction",
         "forward",
         "latch",
@@ -62,13 +82,22 @@ class _Leg:
         "packets_in",
         "packets_out",
         "payload_types",
+        "peer",
         "port",
         "received_at",
+        "recv",
         "recvfrom",
         "rejected",
         "relay",
+        "send_connected",
         "sendto",
         "sock",
+        "steady_sequence",
+        "steady_ssrc",
+        "steady_table",
+        "steady_timestamp",
+        "steady_type",
+        "steady_type_out",
         "target",
         "unsent",
     )
@@ -78,6 +107,11 @@ class _Leg:
         # bound once: the packet path would look them up for every packet otherwise
         self.recvfrom = sock.recvfrom
         self.sendto = sock.sendto
+        self.recv = sock.recv
+        self.send_connected = sock.send
+        self.bound = sock.getsockname()  # before any connect: `disconnect` restores it
+        self.connected = False  # to `target`: see `connect`
+        self.can_connect = True  # False once a connect failed: never tried again
         self.relay: Callable[[Any, bytes], None] | None = None
         self.port = setup.port
         self.latch = Latch(setup.quiet_period)
@@ -91,17 +125,70 @@ class _Leg:
         self.output = RtpOutputStream(ssrc, (sequence + 1) & 0xFFFF, timestamp)
         self.output.sent_at = sent_at
         self.direction: RelayDirection | None = None
+        self.peer: _Leg | None = None  # the other leg of the bridge: this one's sink
         self.packets_in = self.bytes_in = self.packets_out = self.bytes_out = 0
         self.rejected = self.unsent = 0
+        # The shortcut's copy of `direction.steady()` (see `arm`): off until armed.
+        self.steady_type = _NO_SHORTCUT
+        self.steady_type_out = self.steady_ssrc = self.steady_sequence = 0
+        self.steady_timestamp = 0
+        self.steady_table: bytes | None = None
 
     def send(self, packet: bytes | bytearray) -> None:
         try:
-            self.sendto(packet, self.target)
+            if self.connected:
+                self.send_connected(packet)
+            else:
+                self.sendto(packet, self.target)
         except OSError:
             self.unsent += 1
             return
         self.packets_out += 1
         self.bytes_out += len(packet)
+
+    def connect(self) -> None:
+        """Take packets from the latched source only, and send to it without an address."""
+        try:
+            self.sock.connect(self.target)
+        except OSError as exc:
+            self.can_connect = False
+            log.warning(
+                "relay worker: port %d cannot connect to %s: %s", self.port, self.target, exc
+            )
+            return
+        self.connected = True
+
+    def disconnect(self) -> None:
+        """Take packets from anyone again (the phone fell silent: it may have moved)."""
+        self.connected = False
+        self.latch.seen_at = self.received_at  # the shortcut leaves the latch's time behind
+        try:
+            disconnect(self.sock, self.bound)
+        except OSError as exc:
+            log.error("relay worker: port %d cannot disconnect: %s", self.port, exc)
+
+    def arm(self) -> None:
+        """Turn the shortcut on or off as `direction.steady()` says, after the long way.
+
+        Only the long way changes what `steady()` returns (a new SSRC, a handover), and it
+        calls this after every packet it relays; in between, the copy stays true.
+        """
+        assert self.direction is not None
+        steady = self.direction.steady()
+        if (
+            steady is None
+            or 72 <= steady.audio_in <= 76  # read as RTCP: rejected the long way
+            or steady.audio_in in self.forward  # pypbx wants to see these: the long way
+            or (self.payload_types is not None and steady.audio_in not in self.payload_types)
+        ):
+            self.steady_type = _NO_SHORTCUT
+            return
+        self.steady_type = steady.audio_in
+        self.steady_type_out = steady.audio_out
+        self.steady_ssrc = steady.ssrc
+        self.steady_sequence = steady.sequence_offset
+        self.steady_timestamp = steady.timestamp_offset
+        self.steady_table = steady.table
 
     def reclaim(self) -> None:
         """`RelayDirection.paused` asks the source for its packets back: nothing to do here."""
@@ -145,13 +232,12 @@ class RelayWorker:
         self.poller.register(control_fd, select.EPOLLIN)
         self._send(encode_control({"op": "ready"}))
         poll = self.poller.poll
-        legs = self.legs
         clock = time.monotonic
-        next_stats = clock() + STATS_PERIOD
+        next_stats = next_quiet_check = clock() + QUIET_CHECK_PERIOD
         while True:
             # Short batches, control first: pypbx waits (blocked) for the answer to a
             # hand-back, so it must never queue behind more than a batch of packets.
-            events = poll(STATS_PERIOD, _BATCH)
+            events = poll(QUIET_CHECK_PERIOD, _BATCH)
             now = clock()
             if any(fd == control_fd for fd, _ in events):
                 for _ in range(_BATCH):
@@ -160,20 +246,76 @@ class RelayWorker:
                         break
                     if not handled:
                         return
-            for fd, _ in events:
-                leg = legs.get(fd)
-                if leg is not None:
-                    self._receive(leg, now)
+            self._pump(events, now)
+            if now >= next_quiet_check:
+                next_quiet_check = now + QUIET_CHECK_PERIOD
+                self._disconnect_quiet(now)
             if now >= next_stats:
                 next_stats = now + STATS_PERIOD
                 self._send_stats()
 
-    def _receive(self, leg: _Leg, now: float) -> None:
-        # The hot path, the twin of RtpEndpoint._rtp_received: keep the two in step.
-        try:
-            data, addr = leg.recvfrom(_MAX_DATAGRAM)
-        except OSError:  # nothing there after all, or an ICMP error from the far phone
-            return
+    def _pump(self, events: list[tuple[int, int]], now: float) -> None:
+        """Relay a packet from each ready socket: the hot path.
+
+        The shortcut is `RelayDirection.relay` for a packet `_Leg.arm` vouches for, which
+        is most of them: the same bytes out (tests/unit/media/test_relay_worker_shortcut.py
+        compares the two), with none of the checks that cannot fail for it.
+        """
+        legs = self.legs
+        unpack = _SEQ_TS_SSRC.unpack_from
+        pack = _MPT_SEQ_TS_SSRC.pack_into
+        for fd, _ in events:
+            leg = legs.get(fd)
+            if leg is None:
+                continue  # the control socket, or a leg removed in this batch
+            if not leg.connected:
+                try:
+                    data, source = leg.recvfrom(_MAX_DATAGRAM)
+                except OSError:  # nothing there after all
+                    continue
+                self._take(leg, data, source, now)
+                continue
+            try:
+                data = leg.recv(_MAX_DATAGRAM)
+            except OSError:  # nothing there after all, or an ICMP error from the far phone
+                continue
+            size = len(data)
+            if size < 12 or data[0] != 0x80 or data[1] & 0x7F != leg.steady_type:
+                self._take(leg, data, leg.target, now)
+                continue
+            sequence, timestamp, ssrc = unpack(data, 2)
+            if ssrc != leg.steady_ssrc:
+                self._take(leg, data, leg.target, now)
+                continue
+            leg.received_at = now
+            leg.packets_in += 1
+            leg.bytes_in += size
+            sink = leg.peer
+            assert sink is not None
+            output = sink.output
+            out_seq = (sequence + leg.steady_sequence) & 0xFFFF
+            out_ts = (timestamp + leg.steady_timestamp) & 0xFFFFFFFF
+            if (out_seq - output.sequence) & 0xFFFF < 0x8000:
+                output.sequence = out_seq
+            if (out_ts - output.timestamp) & 0xFFFFFFFF < 0x80000000:
+                output.timestamp = out_ts
+                output.sent_at = now
+            table = leg.steady_table
+            packet = bytearray(data if table is None else data[:12] + data[12:].translate(table))
+            pack(packet, 1, (data[1] & 0x80) | leg.steady_type_out, out_seq, out_ts, output.ssrc)
+            try:
+                if sink.connected:
+                    sink.send_connected(packet)
+                else:
+                    sink.sendto(packet, sink.target)
+            except OSError:
+                sink.unsent += 1
+                continue
+            sink.packets_out += 1
+            sink.bytes_out += size
+
+    def _take(self, leg: _Leg, data: bytes, addr: Any, now: float) -> None:
+        # The long way, the twin of RtpEndpoint._rtp_received: keep the two in step.
         if len(data) < 12 or data[0] >> 6 != 2:
             leg.rejected += 1
             return
@@ -194,11 +336,19 @@ class RelayWorker:
         leg.received_at = now
         leg.packets_in += 1
         leg.bytes_in += len(data)
+        if not leg.connected and leg.can_connect:
+            leg.connect()  # the latched source sends: let the kernel keep others out
         if payload_type in leg.forward:
             self._send(encode_packet(leg.port, data))
         relay = leg.relay
         if relay is not None:
             relay(leg, data)
+            leg.arm()
+
+    def _disconnect_quiet(self, now: float) -> None:
+        for leg in self.legs.values():
+            if leg.connected and now - leg.received_at >= leg.latch.quiet_period:
+                leg.disconnect()
 
     def _control(self) -> bool | None:
         """Handle one control message: False when pypbx has gone, None when none waits."""
@@ -244,6 +394,7 @@ class RelayWorker:
         a.direction.import_state(setups[0].direction)
         b.direction.import_state(setups[1].direction)
         a.relay, b.relay = a.direction.relay, b.direction.relay
+        a.peer, b.peer = b, a
         # Streams the relay was feeding stay fed by it: no handover, so no marker or jump.
         if setups[1].output[4]:
             b.output.writer = a.direction
@@ -251,6 +402,8 @@ class RelayWorker:
             a.output.writer = b.direction
         for leg in (a, b):
             leg.sock.setblocking(False)
+            leg.connect()  # pypbx hands over only bridges whose phones both send
+            leg.arm()
             self.legs[leg.sock.fileno()] = leg
             self.poller.register(leg.sock.fileno(), select.EPOLLIN)
         self.bridges[bridge_id] = (a, b)
@@ -272,6 +425,8 @@ class RelayWorker:
         for leg in legs:
             self.poller.unregister(leg.sock.fileno())
             del self.legs[leg.sock.fileno()]
+            if leg.connected:
+                leg.disconnect()  # pypbx reads this socket again: from anyone, as before
         a, b = legs
         states = [
             a.state(fed=a.output.writer is b.direction).to_json(),

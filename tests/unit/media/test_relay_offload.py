@@ -122,6 +122,15 @@ async def talk(call: Call, count: int) -> None:
     await settle(call.phone_a, call.phone_b)
 
 
+def connected_to(endpoint: RtpEndpoint) -> object:
+    """The address the endpoint's socket is connected to, None when it takes anyone's."""
+    assert endpoint.rtp_socket is not None
+    try:
+        return endpoint.rtp_socket.getpeername()
+    except OSError:
+        return None
+
+
 def continuous(packets: list[RtpPacket]) -> None:
     """One SSRC, sequence +1 each, timestamp +160 each."""
     assert len({p.ssrc for p in packets}) == 1
@@ -135,8 +144,12 @@ async def test_hand_over_and_back_keeps_every_packet_and_the_numbering(call: Cal
     assert call.offloader.offload(call.media.bridge_of(call.a), time.monotonic())  # type: ignore[arg-type]
     assert call.a.offload is not None and call.offloader.offloaded == 1
     await talk(call, 30)  # relayed by the worker
+    # the worker connects each socket to its phone: the kernel keeps other senders out
+    assert connected_to(call.a) == call.phone_a.address
+    assert connected_to(call.b) == call.phone_b.address
     call.a.reclaim()
     assert call.a.offload is None and call.b.offload is None
+    assert connected_to(call.a) is None and connected_to(call.b) is None  # as before
     assert call.a.counters.packets_in == 40 and call.b.counters.packets_in == 40
     assert call.a.counters.packets_out == 40  # what B sent, relayed to A
     await talk(call, 10)  # the loop again
@@ -236,6 +249,8 @@ async def test_a_dead_worker_hands_every_call_back_to_the_loop(call: Call) -> No
     await talk(call, 5)
     bridge = call.media.bridge_of(call.a)
     assert bridge is not None and call.offloader.offload(bridge, time.monotonic())
+    await talk(call, 5)
+    assert connected_to(call.a) == call.phone_a.address  # by the worker
     process = call.offloader._process
     assert process is not None
     process.kill()
@@ -243,9 +258,11 @@ async def test_a_dead_worker_hands_every_call_back_to_the_loop(call: Call) -> No
     while call.a.offload is not None and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     assert call.a.offload is None and not call.offloader.running
+    # the dead worker's connect is undone: the loop's latch decides who is heard
+    assert connected_to(call.a) is None and connected_to(call.b) is None
     await talk(call, 5)
     got = call.phone_b.drain()
-    assert len(got) == 10  # the loop relays again (what the worker moved was lost with it)
+    assert len(got) == 15  # the loop relays again (only the worker's counters were lost)
 
 
 async def test_a_decoded_audio_consumer_takes_the_bridge_back(call: Call) -> None:
