@@ -21,7 +21,8 @@ worker held like `hold1` for a while (19-21 µs a packet against 22-29 without),
 calls it gained nothing, as a busy loop batches by itself, and the millisecond it adds on
 each pass showed in the soak's p99 added jitter (3-minute soaks, 5 calls/s: 3.8 ms with it,
 3.2 without): taken out again, as it saved CPU only where CPU is not short.
-`worker@HEAD` compares the worker of this tree with the committed one.
+`worker@HEAD` compares the worker of this tree with the committed one, `worker@REV` with
+that of any revision.
 
     .venv/bin/python bench/relay_floor.py [--calls 200,400] [--seconds 8] [--relays epoll,hold1]
         [--rounds 2]
@@ -54,10 +55,11 @@ VARIANTS = {
     "hold1": "epoll, wake-ups at most one per 1 ms once packets come thick",
     "hold2": "as hold1 with 2 ms",
     "hold1+into": "hold1 and into together",
+    "connected": "epoll, each socket connected to its source: recv + send, no address per packet",
     "mmsg": "hold1 with recvmmsg/sendmmsg (8 slots) through ctypes instead of recvfrom/sendto",
     "uvloop": "a datagram protocol on uvloop (the shape of the event loop's relay)",
     "worker": "pypbx's RelayWorker of this tree, a bridge per call (the floor plus pypbx)",
-    "worker@HEAD": "the same with relay_worker.py as committed (git HEAD): before/after",
+    "worker@HEAD": "the same with relay_worker.py as committed (git HEAD; or worker@REV)",
 }
 
 
@@ -92,6 +94,10 @@ def _epoll(kind: str, socks: list[socket.socket], sink: tuple[str, int], end: fl
     hold = HOLDS.get(kind.split("+")[0], 0.0)
     into = kind.endswith("+into") or kind == "into"
     edge = kind == "edge"
+    connected = kind == "connected"
+    if connected:
+        for sock in socks:
+            sock.connect(sink)  # the sink is every stream's source too
     poller = select.epoll()
     by_fd = {s.fileno(): s for s in socks}
     for fd in by_fd:
@@ -120,6 +126,12 @@ def _epoll(kind: str, socks: list[socket.socket], sink: tuple[str, int], end: fl
                     except OSError:
                         break
                     sock.sendto(data, sink)
+            elif connected:
+                try:
+                    data = sock.recv(2048)
+                except OSError:
+                    continue
+                sock.send(data)
             elif into:
                 try:
                     size, _addr = sock.recvfrom_into(buffer)
@@ -153,16 +165,17 @@ def _worker(kind: str, socks: list[socket.socket], sink: tuple[str, int], second
     from pypbx.media.relay_wire import LegSetup
 
     module: types.ModuleType = relay_worker
-    if kind == "worker@HEAD":
+    if kind.startswith("worker@"):
+        revision = kind.split("@", 1)[1]
         source = subprocess.run(
-            ["git", "show", "HEAD:src/pypbx/media/relay_worker.py"],
+            ["git", "show", f"{revision}:src/pypbx/media/relay_worker.py"],
             cwd=Path(__file__).parent,
             capture_output=True,
             check=True,
             text=True,
         ).stdout
-        module = types.ModuleType("relay_worker_head")
-        exec(compile(source, "relay_worker@HEAD", "exec"), module.__dict__)
+        module = types.ModuleType(f"relay_worker_{revision}")
+        exec(compile(source, kind, "exec"), module.__dict__)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     theirs.setblocking(False)
     worker = module.RelayWorker(theirs)
@@ -443,7 +456,7 @@ def main() -> int:
         ]
     )
     kinds = args.relays.split(",")
-    unknown = set(kinds) - set(VARIANTS)
+    unknown = {kind for kind in kinds if kind not in VARIANTS and not kind.startswith("worker@")}
     if unknown:
         parser.error(f"unknown forwarders: {', '.join(sorted(unknown))}")
     for calls in (int(n) for n in args.calls.split(",")):
