@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pypbx.net.localaddr import advertised_address
 from pypbx.net.transport import Addr, TcpRegistry, UdpTransport
 from pypbx.sip.message import (
+    DEFAULT_LIMITS,
     Message,
     Request,
     Response,
@@ -26,6 +27,7 @@ from pypbx.sip.message import (
     make_response,
     parse_message,
 )
+from pypbx.sip.parse_memo import ParseMemo
 from pypbx.sip.transaction import (
     ClientTransaction,
     RequestReceived,
@@ -94,6 +96,7 @@ class SipStack:
         self._timer_deadline: float | None = None
         self._flushing = False
         self.malformed_count = 0
+        self._parse_memo = ParseMemo()  # phones repeat their Request-URI, To, CSeq and Via
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -147,7 +150,7 @@ class SipStack:
     # ----------------------------------------------------------------- input
     def on_data(self, data: bytes, source: Addr, transport: str) -> None:
         try:
-            message = parse_message(data)
+            message = parse_message(data, DEFAULT_LIMITS, self._parse_memo)
         except SipParseError as exc:
             self.malformed_count += 1
             if exc.request is not None and exc.request.method != "ACK":

@@ -23,6 +23,7 @@ from pypbx.sip.errors import SipParseError
 from pypbx.sip.headers import KNOWN_NAMES, Headers
 from pypbx.sip.limits import Limits
 from pypbx.sip.model import Request, parse_cseq
+from pypbx.sip.parse_memo import ParseMemo
 from pypbx.sip.uri import PLAIN_URI_PORT_SHAPE, SipURI
 from pypbx.sip.via import Via
 
@@ -47,8 +48,14 @@ _EXACT_NAMES = MappingProxyType(
 _CORE = frozenset({"via", "from", "to", "call-id", "cseq"})
 
 
-def parse_plain_register(data: bytes, limits: Limits) -> Request | None:
-    """The request ``parse_message`` would return for ``data``, or None when not sure."""
+def parse_plain_register(
+    data: bytes, limits: Limits, memo: ParseMemo | None = None
+) -> Request | None:
+    """The request ``parse_message`` would return for ``data``, or None when not sure.
+
+    ``memo`` remembers the Request-URI, To, CSeq and Via parses (see ``parse_memo``): the same
+    request either way, some of its views shared with earlier requests.
+    """
     if len(data) > limits.max_line or len(data) > limits.max_message:
         return None  # so no line, nor the whole, can break a bound
     match = _REGISTER_RE.fullmatch(data)
@@ -81,12 +88,13 @@ def parse_plain_register(data: bytes, limits: Limits) -> Request | None:
         if any(keys.count(key) != 1 for key in _CORE):
             return None
     try:
-        uri = SipURI.parse(uri_bytes.decode("ascii"))
+        uri_text = uri_bytes.decode("ascii")
+        uri = SipURI.parse(uri_text) if memo is None else memo.uri(uri_text)
     except SipParseError:
         return None
     request = Request("REGISTER", uri, Headers._trusted(fields))
     request.headers._index = first
-    return request if _views(request, first) else None
+    return request if _views(request, first, memo) else None
 
 
 def _known(name: str) -> tuple[str, str]:
@@ -95,23 +103,27 @@ def _known(name: str) -> tuple[str, str]:
     return KNOWN_NAMES.get(lower) or (lower, name)
 
 
-def _views(request: Request, first: dict[str, str]) -> bool:
+def _views(request: Request, first: dict[str, str], memo: ParseMemo | None) -> bool:
     """The checks parse_message makes on a request, the views they parse left in its cache."""
     cache = request._cache
     via = first["via"]
     if "," in via or '"' in via:
         return False  # several values, or quotes to split around: the general way
     try:
-        cache["Via"] = (via, Via.parse(via))
+        cache["Via"] = (via, Via.parse(via) if memo is None else memo.via(via))
         from_ = first["from"]
         if not plain_name_addr(from_):
             ported = _PORTED_FROM_RE.fullmatch(from_)
             if ported is None or int(ported[1] or 0) > 65535 or from_.count(";") > MAX_LIST_VALUES:
                 cache["From"] = (from_, Address.parse(from_, "From"))
         to = first["to"]
-        cache["To"] = (to, Address.parse(to, "To"))
         cseq_text = first["cseq"]
-        cseq = parse_cseq(cseq_text)
+        if memo is None:
+            cache["To"] = (to, Address.parse(to, "To"))
+            cseq = parse_cseq(cseq_text)
+        else:
+            cache["To"] = (to, memo.to(to))
+            cseq = memo.cseq(cseq_text)
     except SipParseError:
         return False
     cache["CSeq"] = (cseq_text, cseq)

@@ -25,6 +25,7 @@ from pypbx.sip.fast_register import parse_plain_register
 from pypbx.sip.headers import KNOWN_NAMES, Headers
 from pypbx.sip.limits import DEFAULT_LIMITS, Limits
 from pypbx.sip.model import Message, Request, Response
+from pypbx.sip.parse_memo import ParseMemo
 from pypbx.sip.uri import SipURI
 
 # The end of the header section, found from its second-to-last LF: a leading "\r?" in the
@@ -64,11 +65,14 @@ _EXACT_NAMES = MappingProxyType(
 )
 
 
-def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Response:
+def parse_message(
+    data: bytes, limits: Limits = DEFAULT_LIMITS, memo: ParseMemo | None = None
+) -> Request | Response:
     """Parse one whole message (a UDP datagram, or a frame from ``StreamFramer``).
 
     A REGISTER of the ordinary shape takes ``parse_plain_register``, which builds the same
-    request or leaves the message to the general parse below.
+    request or leaves the message to the general parse below; ``memo`` (the caller's own)
+    spares it parses it made before (see ``parse_memo``).
 
     Leading CRLFs are skipped; CRLF and bare LF line ends are accepted; a missing
     Content-Length means the body is the rest of the datagram, and a datagram that ends right
@@ -77,7 +81,7 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
     Raises ``SipParseError`` and nothing else.
     """
     if data[:9] == b"REGISTER ":
-        fast = parse_plain_register(data, limits)
+        fast = parse_plain_register(data, limits, memo)
         if fast is not None:
             return fast
     return _parse_general(data, limits)
