@@ -26,7 +26,7 @@ import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from pypbx.sip.message import (
     Headers,
@@ -116,6 +116,7 @@ class ServerTransaction(_Transaction):
         self.source = source
         self.state = "proceeding" if self.is_invite else "trying"
         self.response_dest: Addr | None = None  # where responses go, once worked out
+        self.completed_key: _CompletedKey = ""  # its key once compacted, if worked out
 
 
 Transaction = ClientTransaction | ServerTransaction
@@ -124,7 +125,12 @@ Transaction = ClientTransaction | ServerTransaction
 # -- events ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+# Every message the layer sees makes one Transmit or one RequestReceived, or both: their
+# __init__ fills the instance dict directly, which a frozen dataclass's own __init__ does
+# through object.__setattr__ once per field, at twice the cost. Still frozen to the TU.
+
+
+@dataclass(frozen=True, init=False)
 class Transmit:
     """Put ``message`` on the wire; ``dest`` may be a host name the glue still has to resolve.
 
@@ -135,6 +141,15 @@ class Transmit:
     dest: Addr
     transport: str
     data: bytes | None = field(default=None, compare=False, repr=False)
+
+    def __init__(
+        self, message: Message, dest: Addr, transport: str, data: bytes | None = None
+    ) -> None:
+        fields = self.__dict__
+        fields["message"] = message
+        fields["dest"] = dest
+        fields["transport"] = transport
+        fields["data"] = data
 
 
 @dataclass(frozen=True)
@@ -147,7 +162,7 @@ class Retransmit:
     transport: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RequestReceived:
     """A new request for the TU; ``transaction`` is None for ACKs, which have none (§17.2.3)."""
 
@@ -155,6 +170,19 @@ class RequestReceived:
     source: Addr
     transport: str
     transaction: ServerTransaction | None
+
+    def __init__(
+        self,
+        request: Request,
+        source: Addr,
+        transport: str,
+        transaction: ServerTransaction | None,
+    ) -> None:
+        fields = self.__dict__  # see Transmit
+        fields["request"] = request
+        fields["source"] = source
+        fields["transport"] = transport
+        fields["transaction"] = transaction
 
 
 @dataclass(frozen=True)
@@ -225,7 +253,11 @@ def _sent_by(via: Via) -> str:
 
 def _key_for(message: Message, method: str, *, server: bool) -> TransactionKey:
     """Raises ``SipParseError`` when the top Via (or, for RFC 2543 peers, CSeq) is unusable."""
-    via = message.top_via
+    return _key_of(message, message.top_via, method, server=server)
+
+
+def _key_of(message: Message, via: Via, method: str, *, server: bool) -> TransactionKey:
+    """``_key_for`` with the message's top Via already at hand."""
     branch = via.branch or ""
     sent_by = _sent_by(via) if server else ""
     if branch.startswith(MAGIC_COOKIE) and len(branch) > len(MAGIC_COOKIE):
@@ -235,31 +267,62 @@ def _key_for(message: Message, method: str, *, server: bool) -> TransactionKey:
     return TransactionKey(branch, sent_by, method, message.call_id, message.cseq[0])
 
 
-def _server_key(request: Request) -> TransactionKey:
-    # An ACK belongs to the INVITE transaction it acknowledges (§17.2.3).
-    method = "INVITE" if request.method == "ACK" else request.method
-    return _key_for(request, method, server=True)
+def _server_key(request: Request, via: Via) -> TransactionKey:
+    """The key of the server transaction ``request`` (top Via ``via``) belongs to.
+
+    Remembered in the request's views when the key is the branch's alone, against the Via
+    and CSeq texts it was worked out from: the responses made from the request copy its
+    views (``make_response``), so ``send_response`` finds its transaction without working
+    the key out again.
+    """
+    if request.method == "ACK":  # it belongs to the INVITE transaction it acknowledges
+        return _key_of(request, via, "INVITE", server=True)
+    key = _key_of(request, via, request.method, server=True)
+    # A response's key has its CSeq's method: the same as the request's (the parser sees
+    # to it), and RFC 2543 keys hold more than the Via and CSeq: never remembered.
+    if not key.call_id and request.cseq[1] == request.method:
+        first = request.headers._first_values()
+        request._cache[_KEY_VIEW] = ((first.get("via"), first.get("cseq")), key)
+    return key
+
+
+# The views entry under which _server_key leaves a key for the responses to find.
+_KEY_VIEW = "server transaction key"
+
+
+def _response_key(response: Response, via: Via) -> TransactionKey:
+    """The key of the server transaction a response (top Via ``via``) is for."""
+    hit = response._cache.get(_KEY_VIEW)
+    if hit is not None:
+        first = response.headers._first_values()
+        if hit[0] == (first.get("via"), first.get("cseq")):
+            return cast(TransactionKey, hit[1])
+    return _key_of(response, via, response.cseq[1], server=True)
 
 
 def _client_key(message: Message) -> TransactionKey:
     return _key_for(message, message.cseq[1], server=False)
 
 
-def _stamp_via(request: Request, source: Addr) -> None:
-    """Record where the request really came from in its top Via (§18.2.1, RFC 3581 §4).
+def _stamp_via(request: Request, source: Addr) -> Via:
+    """Record where the request really came from in its top Via (§18.2.1, RFC 3581 §4);
+    returns the top Via as it is now.
 
     Responses copy the Via, so this is what tells a client behind NAT its public address, and
     what ``send_response`` later routes by.
     """
     via = request.top_via
     host, port = source
-    if not via.has_rport and via.host == host:
-        return
+    rport = "rport" in via.params
+    if not rport and via.host == host:
+        return via
     params = dict(via.params)
     params["received"] = host  # RFC 3581: always when rport was asked for, even if equal
-    if via.has_rport:
+    if rport:
         params["rport"] = str(port)
-    request.replace_top_via(Via(via.transport, via.host, via.port, params))
+    stamped = Via(via.transport, via.host, via.port, params)
+    request.replace_top_via(stamped)
+    return stamped
 
 
 def via_destination(via: Via) -> Addr:
@@ -422,7 +485,7 @@ class TransactionLayer:
         Raises ``SipParseError`` if the response has no usable top Via or CSeq: that is a TU bug.
         """
         via = response.top_via
-        key = _key_for(response, response.cseq[1], server=True)
+        key = _response_key(response, via)
         txn = self._servers.get(key)
         if txn is None:
             if self._completed and _completed_key(key) in self._completed:
@@ -547,11 +610,12 @@ class TransactionLayer:
     # -- server side ------------------------------------------------------------------------------
 
     def _receive_request(self, request: Request, source: Addr, transport: str, now: float) -> None:
-        _stamp_via(request, source)
-        key = _server_key(request)
+        key = _server_key(request, _stamp_via(request, source))
         txn = self._servers.get(key)
+        completed_key = ""
         if txn is None and self._completed:
-            completed = self._completed.get(_completed_key(key))
+            completed_key = _completed_key(key)
+            completed = self._completed.get(completed_key)
             if completed is not None:  # a retransmission: the same final again (§17.2.2)
                 _, data, host, port, sent_over = completed
                 self._events.append(Retransmit(data, (host, port), sent_over))
@@ -562,6 +626,7 @@ class TransactionLayer:
             self._absorb_retransmission(txn)
         else:
             txn = ServerTransaction(key, request, source, transport)
+            txn.completed_key = completed_key
             self._servers[key] = txn
             if txn.is_invite and self.auto_trying:
                 trying = make_response(request, 100)  # echoes Timestamp (§8.2.6.1)
@@ -637,7 +702,7 @@ class TransactionLayer:
         txn.state = "completed"
         txn._timers.clear()
         del self._servers[txn.key]
-        key = _completed_key(txn.key)
+        key = txn.completed_key or _completed_key(txn.key)
         deadline = now + 64 * self.t1
         self._completed[key] = (deadline, data, dest[0], dest[1], txn.transport)
         self._expiry.append(deadline)
