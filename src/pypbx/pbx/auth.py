@@ -81,12 +81,13 @@ class SipAuthenticator:
             extension = None
         ha1 = self._ha1(extension, creds.algorithm) if extension is not None else None
         outcome = self.verifier.verify(creds, request.method, ha1, time.time(), body=request.body)
+        via = request.top_via
+        source = via.received or via.host
         if outcome == "ok" and extension is not None:
-            self.bans.succeeded(request.top_via.received or request.top_via.host)
+            self.bans.succeeded(source)
             return AuthResult(extension, None)
         if outcome == "stale":
             return AuthResult(None, self._challenge(request, proxy=proxy, stale=True))
-        source = request.top_via.received or request.top_via.host
         log.warning(
             "authentication failed for %r from %s (%s)", creds.username, source, request.method
         )

@@ -255,7 +255,11 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        return header_key(name) in self._first_values()
+        key = _KEY_OF.get(name)  # as in get(): most names are spelled one of the usual ways
+        index = self._index
+        if index is None:
+            index = self._first_values()
+        return (key if key is not None else header_key(name)) in index
 
     def items(self) -> list[tuple[str, str]]:
         """(canonical name, value) pairs in order."""

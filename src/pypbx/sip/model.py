@@ -262,12 +262,12 @@ class Message:
 
     def serialize(self) -> bytes:
         """Wire form with canonical names and a Content-Length that matches ``body``."""
-        lines = [self.start_line()]
-        lines.extend(
+        lines = [
             f"{name}: {value}"
             for key, name, value in self.headers._fields
             if key != "content-length"
-        )
+        ]  # a list comprehension: a generator here cost a resumption per field
+        lines.insert(0, self.start_line())
         lines.append(f"Content-Length: {len(self.body)}\r\n\r\n")
         return "\r\n".join(lines).encode() + self.body
 
@@ -349,9 +349,20 @@ def make_response(
     Tolerates a request whose headers are missing or malformed (the 400 path).
     """
     source = request.headers
-    # One pass, then a stable sort into Via, From, To, Call-ID, CSeq order.
-    fields = [field for field in source._fields if field[0] in _COPIED]
-    fields.sort(key=_copied_order)
+    # One pass, then a stable sort into Via, From, To, Call-ID, CSeq order, unless they came
+    # in that order already (as most requests have them: the sort was a call per field).
+    fields: list[tuple[str, str, str]] = []
+    last = 0
+    ordered = True
+    for field in source._fields:
+        order = _COPIED.get(field[0])
+        if order is not None:
+            if order < last:
+                ordered = False
+            last = order
+            fields.append(field)
+    if not ordered:
+        fields.sort(key=_copied_order)
     if to_tag is not None:
         for index, (key, name, value) in enumerate(fields):
             if key == "to":
