@@ -23,36 +23,16 @@ from __future__ import annotations
 import argparse
 import socket
 import statistics
-import subprocess
 import sys
 import time
 import types
 from collections.abc import Callable
-from pathlib import Path
 
 from benchlib.common import Table, emit
-
-from pypbx.media import relay_worker
-from pypbx.media.relay_wire import LegSetup
+from benchlib.relay_workers import hand_over, worker_module
 
 QUEUED = 4  # packets queued per leg and round: well inside a socket's receive buffer
 Pump = Callable[[list[tuple[int, int]], float], None]
-
-
-def _worker_module(kind: str) -> types.ModuleType:
-    if kind == "worker":
-        return relay_worker
-    revision = kind.split("@", 1)[1]
-    source = subprocess.run(
-        ["git", "show", f"{revision}:src/pypbx/media/relay_worker.py"],
-        cwd=Path(__file__).parent,
-        capture_output=True,
-        check=True,
-        text=True,
-    ).stdout
-    module = types.ModuleType(f"relay_worker_{revision}")
-    exec(compile(source, kind, "exec"), module.__dict__)
-    return module
 
 
 def _udp() -> socket.socket:
@@ -77,7 +57,7 @@ class Relay:
         theirs.setblocking(False)
         self.keep = [theirs]
         if kind.startswith("worker"):
-            self.pump = self._worker(_worker_module(kind), theirs, legs)
+            self.pump = self._worker(worker_module(kind), theirs, legs)
         else:
             self.pump = self._forwarder(legs, connected=kind == "connected")
 
@@ -85,23 +65,7 @@ class Relay:
         self, module: types.ModuleType, control: socket.socket, legs: list[socket.socket]
     ) -> Pump:
         worker = module.RelayWorker(control)
-        now = time.monotonic()
-        for index in range(0, len(legs), 2):
-            setups = [
-                LegSetup(
-                    port=legs[index + n].getsockname()[1],
-                    source=self.phones[index + n].getsockname(),
-                    seen_at=now,
-                    quiet_period=2.0,
-                    payload_types=(0, 101),
-                    forward=(101,),
-                    codec=(0, "PCMU", 101),
-                    output=(index + n, 0, 0, now, True),
-                    direction=(None, 0, 0),
-                ).to_json()
-                for n in range(2)
-            ]
-            worker._add(index // 2, setups, [legs[index].detach(), legs[index + 1].detach()])
+        hand_over(worker, legs, [phone.getsockname() for phone in self.phones])
         pump: Pump | None = getattr(worker, "_pump", None)
         if pump is not None:
             return pump

@@ -162,44 +162,14 @@ def _epoll(kind: str, socks: list[socket.socket], sink: tuple[str, int], end: fl
 def _worker(kind: str, socks: list[socket.socket], sink: tuple[str, int], seconds: float) -> None:
     """pypbx's relay worker in its own loop, its bridges handed over directly, not by pypbx."""
     import threading
-    import types
 
-    from pypbx.media import relay_worker
-    from pypbx.media.relay_wire import LegSetup
+    from benchlib.relay_workers import hand_over, worker_module
 
-    module: types.ModuleType = relay_worker
-    if kind.startswith("worker@"):
-        revision = kind.split("@", 1)[1]
-        source = subprocess.run(
-            ["git", "show", f"{revision}:src/pypbx/media/relay_worker.py"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            check=True,
-            text=True,
-        ).stdout
-        module = types.ModuleType(f"relay_worker_{revision}")
-        exec(compile(source, kind, "exec"), module.__dict__)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     theirs.setblocking(False)
-    worker = module.RelayWorker(theirs)
-    now = time.monotonic()
-    for index in range(0, len(socks) - 1, 2):
-        pair = socks[index : index + 2]
-        legs = [
-            LegSetup(
-                port=sock.getsockname()[1],
-                source=sink,  # both phones of every call are the sink: the latches match
-                seen_at=now,
-                quiet_period=2.0,
-                payload_types=(0, 101),
-                forward=(101,),
-                codec=(0, "PCMU", 101),
-                output=(index + n, 0, 0, now, True),
-                direction=(None, 0, 0),
-            ).to_json()
-            for n, sock in enumerate(pair)
-        ]
-        worker._add(index // 2, legs, [sock.detach() for sock in pair])
+    worker = worker_module(kind).RelayWorker(theirs)
+    # both phones of every call are the sink: the latches match where packets come from
+    hand_over(worker, socks, [sink] * len(socks))
 
     def pypbx() -> None:
         """Read what the worker reports (stats), then close: the worker exits."""
