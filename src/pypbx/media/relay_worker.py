@@ -301,24 +301,11 @@ class RelayWorker:
             output = sink.output
             out_seq = (sequence + leg.steady_sequence) & 0xFFFF
             out_ts = (timestamp + leg.steady_timestamp) & 0xFFFFFFFF
-            if (out_seq - output.sequence) & 0xFFFF < 0x8000:
-                output.sequence = out_seq
-            if (out_ts - output.timestamp) & 0xFFFFFFFF < 0x80000000:
-                output.timestamp = out_ts
-                output.sent_at = now
+            output.advance(out_seq, out_ts, now)
             table = leg.steady_table
             packet = bytearray(data if table is None else data[:12] + data[12:].translate(table))
             pack(packet, 1, (data[1] & 0x80) | leg.steady_type_out, out_seq, out_ts, output.ssrc)
-            try:
-                if sink.connected:
-                    sink.send_connected(packet)
-                else:
-                    sink.sendto(packet, sink.target)
-            except OSError:
-                sink.unsent += 1
-                continue
-            sink.packets_out += 1
-            sink.bytes_out += size
+            sink.send(packet)
 
     def _take(self, leg: _Leg, data: bytes, addr: Any, now: float) -> None:
         # The long way, the twin of RtpEndpoint._rtp_received: keep the two in step.

@@ -61,8 +61,7 @@ class RtpOutputStream:
     def advance(self, sequence: int, timestamp: int, now: float) -> None:
         """Record a packet sent on the stream; older (reordered) values never move it back.
 
-        `RelayDirection.relay` and the relay worker's shortcut (`RelayWorker._pump`) inline
-        this for every relayed packet: keep the three in step.
+        `RelayDirection.relay` inlines this for every relayed packet: keep the two in step.
         """
         if (sequence - self.sequence) & _SEQ_MASK < 0x8000:
             self.sequence = sequence
