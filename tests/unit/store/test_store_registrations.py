@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from pypbx.store import BindingRecord, ExtensionRecord, Store
-from pypbx.store.schema import extensions
+from pypbx.store.schema import bindings, extensions
 
 T0 = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -148,3 +148,50 @@ async def test_auth_name_precedence_is_the_same_either_way(store: Store, loaded:
     await store.remove_extension("40")
     found = await store.find_extension_by_auth_name("x")
     assert found is not None and found.id == "20"
+
+
+# -- the batch upsert: on SQLite, SQLAlchemy's compiled text with rows made without its
+# per-row work, so it is compared with the SQLAlchemy statement row for row, as stored
+
+
+async def raw_bindings(store: Store) -> list[tuple[Any, ...]]:
+    """The bindings table as the database holds it (no result processing)."""
+    async with store._engine.connect() as conn:
+        result = await conn.exec_driver_sql("SELECT * FROM bindings ORDER BY extension_id, contact")
+        return [tuple(row) for row in result]
+
+
+@pytest.mark.parametrize(
+    "expires_at",
+    [
+        T0,  # no microseconds: stored with ".000000" all the same
+        T0 + timedelta(microseconds=7),
+        datetime(2030, 5, 1, 14, 30, 1, 250000, tzinfo=timezone(timedelta(hours=2))),
+        datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),  # a three-digit year, zero-padded
+    ],
+)
+async def test_batch_upsert_stores_what_the_sqlalchemy_statement_stores(
+    exts: Store, backend: str, expires_at: datetime
+) -> None:
+    """The batch's SQLite text path and the SQLAlchemy upsert leave the very same row."""
+    record = BindingRecord(
+        "1000", "sip:a@192.0.2.1", "192.0.2.10:5060", "udp", expires_at, "cid", 3, "UA", "i1"
+    )
+    await exts.write_registrations([record], [], {})
+    batched = await raw_bindings(exts)
+    await exts._write(sa.delete(bindings))
+    await exts.save_binding(record)  # the SQLAlchemy statement, bind processors and all
+    assert await raw_bindings(exts) == batched
+    assert await exts.list_bindings() == [record]
+
+
+async def test_batch_upsert_refreshes_an_existing_binding(exts: Store) -> None:
+    await exts.write_registrations([binding("1000", "sip:a", 1)], [], {})
+    await exts.write_registrations([binding("1000", "sip:a", 2), binding("1001", "sip:b")], [], {})
+    assert await exts.list_bindings() == [binding("1000", "sip:a", 2), binding("1001", "sip:b")]
+
+
+async def test_batch_upsert_refuses_a_naive_expiry(exts: Store) -> None:
+    naive = BindingRecord("1000", "sip:a", "192.0.2.10:5060", "udp", datetime(2030, 1, 1), "c", 1)
+    with pytest.raises(ValueError, match="expires_at must be a timezone-aware datetime"):
+        await exts.write_registrations([naive], [], {})
