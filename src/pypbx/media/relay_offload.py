@@ -231,7 +231,8 @@ class RelayOffloader:
             )
         for endpoint in (a, b):
             if not endpoint.closed:
-                _take_from_anyone(endpoint)
+                if states is None:  # no answer: the worker may have left the socket connected
+                    _take_from_anyone(endpoint)
                 endpoint.resume_reading()
 
     # -- the worker process ------------------------------------------------------------------
@@ -435,8 +436,8 @@ def _final_states(control: dict[str, Any]) -> tuple[LegState, LegState] | None:
 def _take_from_anyone(endpoint: RtpEndpoint) -> None:
     """Undo the worker's `connect` of the socket (shared with pypbx): the latch decides again.
 
-    The worker undoes it itself when it hands a bridge back; this covers a worker that died
-    with the bridge (and is a no-op otherwise).
+    The worker undoes it itself when it hands a bridge back with its state; this covers a
+    hand-back without one (a worker that died with the bridge, or answered unreadably).
     """
     sock = endpoint.rtp_socket
     if sock is None:
