@@ -11,12 +11,12 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-from pypbx.net.stack import SipStack
 from pypbx.net.transport import Addr
-from pypbx.pbx.auth import AuthResult, SipAuthenticator
+from pypbx.pbx.auth import AuthResult
 from pypbx.pbx.replies import reply
-from pypbx.sip.message import Address, Request, SipParseError
+from pypbx.sip.message import Address, Request, Response, SipParseError
 from pypbx.sip.transaction import RequestReceived
 from pypbx.store.records import BindingRecord, ExtensionRecord
 from pypbx.store.store import Store
@@ -71,12 +71,28 @@ class Binding:
         )
 
 
+class ResponseSender(Protocol):
+    """Where the registrar's answers go (the SIP stack). A protocol rather than the stack's
+    class: the registrar is compiled (see scripts/compile_core.py), and a compiled function
+    checks a class-typed argument at run time, which would refuse the tests' stand-ins."""
+
+    def send_response(self, response: Response) -> None: ...
+
+
+class RegisterAuthenticator(Protocol):
+    """Who checks a REGISTER's credentials (`pypbx.pbx.auth.SipAuthenticator`)."""
+
+    async def authenticate(self, request: Request, *, proxy: bool) -> AuthResult: ...
+
+    def authenticate_cached(self, request: Request, *, proxy: bool) -> AuthResult | None: ...
+
+
 class Registrar:
     def __init__(
         self,
-        stack: SipStack,
+        stack: ResponseSender,
         store: Store,
-        authenticator: SipAuthenticator,
+        authenticator: RegisterAuthenticator,
         *,
         min_expires: int = 60,
         max_expires: int = 3600,

@@ -154,9 +154,8 @@ class Headers:
     @classmethod
     def _trusted(cls, fields: list[_Field]) -> Headers:
         """Wrap fields the parser has already validated (no copying, no checks)."""
-        headers = cls.__new__(cls)
+        headers = cls()
         headers._fields = fields
-        headers._index = None
         return headers
 
     def _first_values(self) -> dict[str, str]:

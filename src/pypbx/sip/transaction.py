@@ -125,12 +125,7 @@ Transaction = ClientTransaction | ServerTransaction
 # -- events ---------------------------------------------------------------------------------------
 
 
-# Every message the layer sees makes one Transmit or one RequestReceived, or both: their
-# __init__ fills the instance dict directly, which a frozen dataclass's own __init__ does
-# through object.__setattr__ once per field, at twice the cost. Still frozen to the TU.
-
-
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class Transmit:
     """Put ``message`` on the wire; ``dest`` may be a host name the glue still has to resolve.
 
@@ -141,15 +136,6 @@ class Transmit:
     dest: Addr
     transport: str
     data: bytes | None = field(default=None, compare=False, repr=False)
-
-    def __init__(
-        self, message: Message, dest: Addr, transport: str, data: bytes | None = None
-    ) -> None:
-        fields = self.__dict__
-        fields["message"] = message
-        fields["dest"] = dest
-        fields["transport"] = transport
-        fields["data"] = data
 
 
 @dataclass(frozen=True)
@@ -162,7 +148,7 @@ class Retransmit:
     transport: str
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class RequestReceived:
     """A new request for the TU; ``transaction`` is None for ACKs, which have none (§17.2.3)."""
 
@@ -170,19 +156,6 @@ class RequestReceived:
     source: Addr
     transport: str
     transaction: ServerTransaction | None
-
-    def __init__(
-        self,
-        request: Request,
-        source: Addr,
-        transport: str,
-        transaction: ServerTransaction | None,
-    ) -> None:
-        fields = self.__dict__  # see Transmit
-        fields["request"] = request
-        fields["source"] = source
-        fields["transport"] = transport
-        fields["transaction"] = transaction
 
 
 @dataclass(frozen=True)

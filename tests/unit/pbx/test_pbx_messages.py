@@ -31,7 +31,7 @@ from pypbx.pbx.messages import (
 from pypbx.pbx.registrar import Binding
 from pypbx.pbx.replies import reply
 from pypbx.sip.message import Headers, Request, Response, SipURI, Via
-from pypbx.sip.transaction import RequestReceived
+from pypbx.sip.transaction import RequestReceived, ServerTransaction, TransactionKey
 from pypbx.store import ExtensionRecord, Store
 from pypbx.store.engine import make_engine, normalize_url
 from pypbx.store.records import MessageRecord
@@ -742,20 +742,23 @@ async def test_after_register_wakes_delivery(world: World) -> None:
     await settle(world)
     assert len(await stored(world)) == 1
 
-    txn = FakeTransaction(reply(register.request, 401))
-    await world.router.after_register(replace(register, transaction=txn))  # type: ignore[arg-type]
+    txn = answered(register.request, reply(register.request, 401))
+    await world.router.after_register(replace(register, transaction=txn))
     await settle(world)
     assert len(await stored(world)) == 1
 
     txn.last_response = reply(register.request, 200)
-    await world.router.after_register(replace(register, transaction=txn))  # type: ignore[arg-type]
+    await world.router.after_register(replace(register, transaction=txn))
     await settle(world)
     assert await stored(world) == []
 
 
-@dataclass
-class FakeTransaction:
-    last_response: Response | None
+def answered(request: Request, response: Response) -> ServerTransaction:
+    """A server transaction of ``request`` whose last response is ``response``."""
+    key = TransactionKey("z9hG4bK-test", "192.0.2.10:5060", request.method)
+    txn = ServerTransaction(key, request, ("192.0.2.10", 5060), "udp")
+    txn.last_response = response
+    return txn
 
 
 async def test_closed_router_delivers_nothing(world: World) -> None:
@@ -975,8 +978,7 @@ def count_queries(world: World, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def registered_with_200(world: World, ext: str) -> RequestReceived:
     world.registrar.register(ext)
     register = message(to=ext)
-    txn = FakeTransaction(reply(register.request, 200))
-    return replace(register, transaction=txn)  # type: ignore[arg-type]
+    return replace(register, transaction=answered(register.request, reply(register.request, 200)))
 
 
 async def test_register_with_nothing_waiting_costs_no_store_query(
