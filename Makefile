@@ -10,6 +10,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALL_STAMP := $(VENV)/.stamp-install
 TEST_STAMP := $(VENV)/.stamp-test
+COMPILE_STAMP := $(VENV)/.stamp-compiled
+# The modules scripts/compile_core.py builds with mypyc: a change to any of them rebuilds.
+COMPILED_SRCS := $(shell python3 scripts/compile_core.py --list 2>/dev/null)
 
 # First interpreter >= 3.11 found on PATH (override: make install PYTHON=/path/to/python3)
 PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
@@ -37,10 +40,12 @@ DATA_DIR := ./data
 ADMIN_PASSWORD_FILE := $(DATA_DIR)/admin-password
 ARGS ?=
 
-.PHONY: help install run test lint peers bench soak clean
+.PHONY: help install compile run test lint peers bench soak clean
 
 help:
-	@echo "make install  create $(VENV) (Python >= 3.11) and install pypbx with its runtime deps"
+	@echo "make install  create $(VENV) (Python >= 3.11), install pypbx with its runtime deps and"
+	@echo "              compile its SIP core with mypyc (PYPBX_COMPILE=0: run the sources only)"
+	@echo "make compile  compile the SIP core again (scripts/compile_core.py)"
 	@echo "make run      install if needed, then run the PBX with state in $(DATA_DIR) (ARGS=... for more flags)"
 	@echo "make test     install test deps, SIP peers and PostgreSQL if missing, lint, type-check,"
 	@echo "              run all tests (SQLite and a throwaway PostgreSQL; PYPBX_TEST_NO_PG=1 skips it)"
@@ -49,7 +54,7 @@ help:
 	@echo "              Sippy, uvloop, py-spy for the reference runs: bench/setup.sh)"
 	@echo "make soak     calls with media for 10 min, watching pypbx memory and descriptors"
 	@echo "              (ARGS=\"--minutes N --rate R\")"
-	@echo "make clean    remove caches and build output (keeps $(VENV) and $(DATA_DIR))"
+	@echo "make clean    remove caches, build output and compiled modules (keeps $(VENV) and $(DATA_DIR))"
 
 $(BIN)/python:
 	@if [ -z "$(PYTHON)" ]; then echo "error: pypbx needs Python >= 3.11 on PATH (or PYTHON=...)" >&2; exit 1; fi
@@ -57,18 +62,39 @@ $(BIN)/python:
 		echo "error: could not create $(VENV) (on Debian: apt-get install python3-venv)" >&2; exit 1; }
 
 $(INSTALL_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[compile]'
 	@touch $@
 
 $(TEST_STAMP): pyproject.toml $(INSTALL_STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,compile]'
 	@touch $@
 
-install: $(INSTALL_STAMP)
+# Compiled modules shadow their sources; pypbx runs the sources instead while any compiled
+# module is older than its source (src/pypbx/core_build.py), so a failed build, or none,
+# costs speed and nothing else.
+$(COMPILE_STAMP): $(COMPILED_SRCS) scripts/compile_core.py $(INSTALL_STAMP)
+	@if [ "$${PYPBX_COMPILE:-1}" = 0 ]; then \
+		echo "PYPBX_COMPILE=0: the SIP core runs from its sources"; \
+		$(BIN)/python scripts/compile_core.py --clean; \
+	else \
+		echo "compiling the SIP core with mypyc (about 2 minutes)"; \
+		$(BIN)/python scripts/compile_core.py > $(VENV)/compile.log 2>&1 || { \
+			tail -20 $(VENV)/compile.log; \
+			echo "warning: could not compile the SIP core (a C compiler and the Python headers are"; \
+			echo "         needed: apt-get install gcc python3-dev); it runs from its sources, slower"; \
+			$(BIN)/python scripts/compile_core.py --clean; }; \
+	fi
+	@touch $@
+
+install: $(INSTALL_STAMP) $(COMPILE_STAMP)
+
+compile: $(INSTALL_STAMP)
+	rm -f $(COMPILE_STAMP)
+	$(MAKE) $(COMPILE_STAMP)
 
 # A PYPBX_ADMIN_PASSWORD from the environment (or `make run PYPBX_ADMIN_PASSWORD=...`) wins;
 # only without one is a password generated and kept in $(ADMIN_PASSWORD_FILE).
-run: $(INSTALL_STAMP)
+run: $(INSTALL_STAMP) $(COMPILE_STAMP)
 	@mkdir -p $(DATA_DIR)
 	@if [ -n "$${PYPBX_ADMIN_PASSWORD:-}" ]; then \
 		if [ -e $(ADMIN_PASSWORD_FILE) ]; then \
@@ -133,20 +159,26 @@ lint: $(TEST_STAMP)
 # first failing step), then every test in parallel: integration tests take their ports from
 # per-worker ranges. scripts/run-tests.sh owns the throwaway PostgreSQL server and stops it
 # however pytest ends.
-test: peers $(TEST_STAMP) lint
+test: peers $(TEST_STAMP) $(COMPILE_STAMP) lint
 	PYTEST=$(BIN)/pytest scripts/run-tests.sh -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST) $(PYTEST_ARGS)
+	@if $(BIN)/python -c 'import pypbx, sys; sys.exit(not pypbx.CORE.startswith("compiled"))'; then \
+		echo "the SIP core's unit tests once more, on its sources (what runs when not compiled)"; \
+		PYPBX_PURE_PYTHON=1 $(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) \
+			tests/unit/sip tests/unit/test_core_build.py; \
+	fi
 
-bench: peers $(INSTALL_STAMP)
+bench: peers $(INSTALL_STAMP) $(COMPILE_STAMP)
 	bench/setup.sh
 	@found=0; for f in bench/*.py; do [ -e "$$f" ] || continue; \
 		case "$$f" in bench/soak.py) continue;; esac; found=1; \
 		echo "== $$f"; $(BIN)/python "$$f" || exit 1; done; \
 	[ $$found = 1 ] || echo "no benchmarks in bench/ yet"
 
-soak: peers $(INSTALL_STAMP)
+soak: peers $(INSTALL_STAMP) $(COMPILE_STAMP)
 	bench/setup.sh
 	$(BIN)/python bench/soak.py $(ARGS)
 
 clean:
-	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis $(COMPILE_STAMP)
+	python3 scripts/compile_core.py --clean
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

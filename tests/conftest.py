@@ -19,6 +19,13 @@ if str(TESTS_DIR) not in sys.path:
 INTEGRATION_DIR = TESTS_DIR / "integration"
 
 
+def pytest_report_header() -> str:
+    """Whether the tests run the compiled SIP core (see scripts/compile_core.py)."""
+    import pypbx
+
+    return f"pypbx SIP core: {pypbx.CORE}"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything under tests/integration drives real peers: `-m "not integration"` skips it."""
     for item in items:

@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from pypbx import __version__
+from pypbx import CORE, __version__
 from pypbx.config import ConfigError, Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))  # exits 2 with usage
     configure_logging(settings.log_level)
     logger.info("pypbx %s starting", __version__)
+    stale = "changed since the build" in CORE
+    logger.log(logging.WARNING if stale else logging.INFO, "SIP core: %s", CORE)
     logger.debug("settings: %s", settings.redacted())
     try:
         loop_factory = event_loop_factory(settings.event_loop)
