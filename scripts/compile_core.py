@@ -65,7 +65,11 @@ def build(jobs: int) -> None:
 
     clean()  # a module dropped from COMPILED must not stay compiled
     os.chdir(SRC)  # module names are taken from the paths
-    extensions = mypycify(sources(), opt_level="3", target_dir=str(BUILD / "c"))
+    extensions = mypycify(
+        [f"--cache-dir={BUILD / 'mypy-cache'}", *sources()],
+        opt_level="3",
+        target_dir=str(BUILD / "c"),
+    )
     setup(
         name="pypbx-compiled",
         ext_modules=extensions,
@@ -73,8 +77,13 @@ def build(jobs: int) -> None:
             "--quiet",
             "build_ext",
             "--inplace",
+            # Every module's file, even when its C is unchanged: a module's own file is a
+            # stub around the shared library, and its time is what core_build compares.
+            "--force",
             "--build-temp",
             str(BUILD / "temp"),
+            "--build-lib",
+            str(BUILD / "lib"),
             "--parallel",
             str(jobs),
         ],
