@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pypbx.sip._lex import _parse_params_general as general_params
 from pypbx.sip._lex import parse_params
 from pypbx.sip.address import Address, plain_name_addr
-from pypbx.sip.digest import DigestError, _parse_params_fast
+from pypbx.sip.digest import DigestError, _parse_params_split
 from pypbx.sip.digest import _parse_params_general as general_auth_params
 from pypbx.sip.errors import SipParseError
 from pypbx.sip.parser import parse_message
@@ -153,23 +153,23 @@ AUTH_PARAMS = [
 ]
 
 
-def _fast_or_general(text: str) -> dict[str, str]:
-    fast = _parse_params_fast(text, 0)
+def _split_or_general(text: str) -> dict[str, str]:
+    split = _parse_params_split(text, 0)
     general = outcome(lambda v: general_auth_params(v, 0), text)
-    if fast is not None:
-        assert fast == general
-    return fast if fast is not None else general_auth_params(text, 0)
+    if split is not None:
+        assert split == general
+    return split if split is not None else general_auth_params(text, 0)
 
 
 @pytest.mark.parametrize("text", AUTH_PARAMS)
-def test_digest_fast_path_matches_general_parse(text: str) -> None:
-    assert outcome(_fast_or_general, text) == outcome(lambda v: general_auth_params(v, 0), text)
+def test_digest_split_matches_general_parse(text: str) -> None:
+    assert outcome(_split_or_general, text) == outcome(lambda v: general_auth_params(v, 0), text)
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.text('ab=",\\ \tx', max_size=30))
-def test_digest_fast_path_matches_general_parse_fuzzed(text: str) -> None:
-    assert outcome(_fast_or_general, text) == outcome(lambda v: general_auth_params(v, 0), text)
+def test_digest_split_matches_general_parse_fuzzed(text: str) -> None:
+    assert outcome(_split_or_general, text) == outcome(lambda v: general_auth_params(v, 0), text)
 
 
 # -- From values the parser vouches for without building them ------------------------------------
