@@ -206,7 +206,13 @@ class PbxProcess:
             raise PbxError("pypbx is already running")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(to_toml(self.config))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYPBX_")}
+        # No settings from the caller's environment (the config file is the test's), but
+        # the choice of compiled or interpreted core (pypbx.core_build) passes through.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("PYPBX_") or k == "PYPBX_PURE_PYTHON"
+        }
         env["PYTHONUNBUFFERED"] = "1"
         self.stopped_by_test = False
         self.exit_status = None
