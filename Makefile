@@ -45,7 +45,7 @@ ARGS ?=
 help:
 	@echo "make install  create $(VENV) (Python >= 3.11), install pypbx with its runtime deps and"
 	@echo "              compile its SIP core with mypyc (PYPBX_COMPILE=0: run the sources only)"
-	@echo "make compile  compile the SIP core again (scripts/compile_core.py)"
+	@echo "make compile  compile the SIP core (again, or after a build that failed or was skipped)"
 	@echo "make run      install if needed, then run the PBX with state in $(DATA_DIR) (ARGS=... for more flags)"
 	@echo "make test     install test deps, SIP peers and PostgreSQL if missing, lint, type-check,"
 	@echo "              run all tests (SQLite and a throwaway PostgreSQL; PYPBX_TEST_NO_PG=1 skips it)"
@@ -81,7 +81,8 @@ $(COMPILE_STAMP): $(COMPILED_SRCS) scripts/compile_core.py $(INSTALL_STAMP)
 		$(BIN)/python scripts/compile_core.py > $(VENV)/compile.log 2>&1 || { \
 			tail -20 $(VENV)/compile.log; \
 			echo "warning: could not compile the SIP core (a C compiler and the Python headers are"; \
-			echo "         needed: apt-get install gcc python3-dev); it runs from its sources, slower"; \
+			echo "         needed: apt-get install gcc python3-dev); it runs from its sources, slower."; \
+			echo "         With them installed, \`make compile\` builds it."; \
 			$(BIN)/python scripts/compile_core.py --clean; }; \
 	fi
 	@touch $@

@@ -123,6 +123,8 @@ Transaction = ClientTransaction | ServerTransaction
 
 
 # -- events ---------------------------------------------------------------------------------------
+# Plain frozen dataclasses. Interpreted, filling the instance dict directly halved their cost,
+# but a compiled class (scripts/compile_core.py) has no instance dict to fill.
 
 
 @dataclass(frozen=True)
