@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from pypbx import CORE, __version__
 from pypbx.config import ConfigError, Settings, load_settings
+from pypbx.core_build import STALE
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))  # exits 2 with usage
     configure_logging(settings.log_level)
     logger.info("pypbx %s starting", __version__)
-    stale = "changed since the build" in CORE
-    logger.log(logging.WARNING if stale else logging.INFO, "SIP core: %s", CORE)
+    logger.log(logging.WARNING if STALE in CORE else logging.INFO, "SIP core: %s", CORE)
     logger.debug("settings: %s", settings.redacted())
     try:
         loop_factory = event_loop_factory(settings.event_loop)

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import ModuleType
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# In the state of a build older than its source: the words a log raises to a warning for.
+STALE = "changed since the build"
 
 
 class _SourcesFirst(MetaPathFinder):
@@ -64,7 +66,7 @@ def decide(package_dir: Path, pure: bool) -> tuple[str, MetaPathFinder | None]:
         )
         if not stale:
             return f"compiled ({len(compiled)} modules)", None
-        reason = f"{stale[0]} changed since the build; `make install` compiles it again"
+        reason = f"{stale[0]} {STALE}; `make install` compiles it again"
     finder = _SourcesFirst({name: pair[1] for name, pair in compiled.items()})
     return f"interpreted ({reason})", finder
 
